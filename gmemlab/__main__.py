@@ -1,0 +1,5 @@
+import sys
+
+from gmemlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The state of one VM with one guest_memfd, and the configuration that picks its rules.
+
+What is modelled (safety, one guest_memfd bound at gpa 0, page granularity):
+the KVM attribute of each page, its folio (allocated, up to date, contents), the host
+page tables and extra references that reach it, the trusted entity's (TE's) view of it,
+the guest's stage-2 mapping and whether the launch measured it; per VM, whether launch
+was finalized. Left out: huge folios and their splitting (every page is its own folio),
+ENOMEM and EINTR (no allocation failures, no signals), more than one guest_memfd,
+memslot flags other than the binding at gpa 0, and the guest's own page tables.
+
+Every value here is immutable and hashable, so that a state can be a graph node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gmemlab.errors import UsageError
+
+PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
+KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series")
+PLATFORMS = ("sw_protected", "snp", "tdx")
+SERIES = ("v5", "v7", "v8")
+
+# --- contents -------------------------------------------------------------------
+# A page holds one byte value (every byte alike, as in the trace format). Two more
+# values stand for what is not a plaintext byte at all.
+ZERO = 0
+STALE = 256    # a fresh folio nobody zeroed: whatever the host used it for before
+GARBAGE = 257  # not the plaintext: ciphertext, or plaintext seen through the wrong key
+
+# --- trusted-entity state of a page ----------------------------------------------
+TE_NONE = 0     # the TE does not hold the page (SNP: hypervisor-owned RMP entry; TDX: no S-EPT entry)
+TE_PENDING = 1  # the TE holds it, the guest has not validated/accepted it yet
+TE_VALID = 2    # the TE holds it and the guest may use it (SNP: validated; TDX: accepted)
+
+TE_NAMES = {TE_NONE: "none", TE_PENDING: "pending", TE_VALID: "valid"}
+
+
+def content_name(c: int) -> str:
+    """A short, stable name for a content value.
+
+    >>> content_name(0), content_name(65), content_name(STALE), content_name(GARBAGE)
+    ('0', 'A', 'stale', 'garbage')
+    """
+    if c == STALE:
+        return "stale"
+    if c == GARBAGE:
+        return "garbage"
+    return chr(c) if 0x21 <= c <= 0x7E else str(c)
+
+
+class Page(NamedTuple):
+    """One index of the guest_memfd."""
+
+    private: bool = False        # KVM's attribute: KVM_MEMORY_ATTRIBUTE_PRIVATE ("private as tracked by KVM")
+    allocated: bool = False      # a folio backs the index
+    uptodate: bool = False       # the folio was initialized (zeroed, or filled by populate)
+    content: int = ZERO          # 0..255, STALE or GARBAGE; ZERO while not allocated
+    loaded: int = ZERO           # ghost: what userspace last put here (host_write, legacy source); 0 = nothing
+    mapped: tuple = ()           # host processes whose page tables map the page (sorted names)
+    pins: int = 0                # unexpected references: GUP pins, vmsplice, IOMMU
+    te: int = TE_NONE            # "private as tracked by the trusted entity"
+    gmapped: bool = False        # mapped in the guest's stage-2 (NPT / EPT / S-EPT)
+    measured: bool = False       # part of the launch measurement
+    dmap: bool = False           # in the host's direct map (only tracked with NO_DIRECT_MAP)
+
+
+class VmState(NamedTuple):
+    """One VM and its guest_memfd. ``pages`` is empty until create_gmem succeeds."""
+
+    created: bool = False
+    gmem_flags: frozenset = frozenset()  # KVM_CREATE_GUEST_MEMFD flags of the live file
+    pages: tuple = ()                    # tuple[Page, ...], index = offset // page_size
+    finalized: bool = False              # KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM done
+
+    def replace_pages(self, changes: dict) -> "VmState":
+        """A copy with pages[i] = changes[i] for each i."""
+        pages = list(self.pages)
+        for i, p in changes.items():
+            pages[i] = p
+        return self._replace(pages=tuple(pages))
+
+
+@dataclass(frozen=True)
+class Config:
+    """What picks the rules: proposal, platform, series and the knobs.
+
+    >>> Config(platform="snp").series
+    'v8'
+    >>> Config(proposal="private_frist")
+    Traceback (most recent call last):
+    ...
+    gmemlab.errors.UsageError: unknown proposal 'private_frist'; known: private-first, populate-converts, userspace-converts
+    """
+
+    proposal: str = "private-first"
+    platform: str = "snp"
+    series: str = "v8"
+    page_size: int = 4096
+    # Knob (the v9 alternative, DOMAIN.md "Populate"): a NULL-source populate of a page
+    # that is not up to date fails with EOPNOTSUPP instead of being zeroed (v8) or
+    # measured stale (v7).
+    refuse_unprepared_populate: bool = False
+    # Knob (populate-converts only): the order read literally from the call proposal
+    # quoted in seed-000.txt ("check that the memory is shared, then also set the memory
+    # to private after the populate"): the TE takes the page first, conversion follows.
+    # Default False: convert first, as DOMAIN.md describes the proposal.
+    convert_after_populate: bool = False
+    # Knob: the NO_DIRECT_MAP series ("guest_memfd: Add NO_DIRECT_MAP flag", a separate
+    # series) is applied. Without it KVM_CREATE_GUEST_MEMFD refuses the flag (EINVAL).
+    no_direct_map_series: bool = False
+
+    def __post_init__(self):
+        for name, value, known in (("proposal", self.proposal, PROPOSALS),
+                                   ("platform", self.platform, PLATFORMS),
+                                   ("series", self.series, SERIES)):
+            if value not in known:
+                raise UsageError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        ps = self.page_size
+        if type(ps) is not int or ps < 4096 or ps & (ps - 1):
+            raise UsageError(f"page_size must be a power of two >= 4096, got {ps!r}")
+
+    @property
+    def has_te(self) -> bool:
+        """sw_protected VMs have no trusted entity (DOMAIN.md "Two meanings of private")."""
+        return self.platform != "sw_protected"
+
+    def label(self) -> str:
+        knobs = [k for k in KNOBS if getattr(self, k)]
+        return "/".join([self.proposal, self.platform, self.series] + knobs)
+
+
+def fresh_gmem(npages: int, flags: frozenset) -> VmState:
+    """The state right after KVM_CREATE_GUEST_MEMFD succeeded.
+
+    Every index starts shared with INIT_SHARED, private without it (DOMAIN.md uAPI
+    facts; selftests init_shared / init_private). Attributes exist before any folio
+    does (selftests before_allocation_shared / _private).
+    """
+    page = Page(private="INIT_SHARED" not in flags)
+    return VmState(created=True, gmem_flags=frozenset(flags), pages=(page,) * npages)

@@ -1,0 +1,99 @@
+"""check-trace: replay a trace through a proposal's model and compare.
+
+For each event the model predicts an outcome; where the trace has "expect", every field
+it names must match the prediction (a field absent from "expect" is not checked). The
+replay goes on past the first divergence along the model's own path, so that every
+invariant the events break is reported; the first divergence is the one reported.
+A state invariant is reported at the line where it stops holding (again if it holds
+and breaks again); a transition invariant at each line that breaks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from gmemlab.invariants import ALWAYS, Transition
+from gmemlab.model.state import Config, VmState
+from gmemlab.model.step import step
+from gmemlab.traces.format import value_json
+
+CHECKED = ("ret", "error_offset", "done", "ok", "signal", "exit", "exception", "value")
+
+
+def outcome_json(outcome: dict) -> dict:
+    """An outcome as a trace writes it (byte values as letters where printable)."""
+    return {k: (value_json(v) if k == "value" else v) for k, v in outcome.items()}
+
+
+def mismatch(expected: dict, predicted: dict) -> bool:
+    """Whether a prediction contradicts what the trace observed.
+
+    >>> mismatch({"ret": 0}, {"ret": 0, "done": 2})
+    False
+    >>> mismatch({"ok": True}, {"signal": "SIGBUS"})
+    True
+    """
+    for key in CHECKED:
+        if key in expected and (key not in predicted or predicted[key] != expected[key]):
+            return True
+    return False
+
+
+@dataclass
+class Report:
+    path: str
+    config: Config
+    events: int = 0
+    divergence: dict | None = None
+    violations: list = field(default_factory=list)
+    state: VmState = VmState()
+
+    @property
+    def conforms(self) -> bool:
+        return self.divergence is None
+
+    @property
+    def ok(self) -> bool:
+        return self.conforms and not self.violations
+
+    def to_json(self) -> dict:
+        return {"conforms": self.conforms, "divergence": self.divergence,
+                "violations": self.violations, "events": self.events}
+
+
+def config_for(header: dict, proposal: str = "private-first", series: str | None = None,
+               **knobs) -> Config:
+    """The model configuration a trace replays under (--series overrides the header)."""
+    return Config(proposal=proposal, platform=header["platform"],
+                  series=series or header["series"], page_size=header["page_size"], **knobs)
+
+
+def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report:
+    """Replay events (dicts from gmemlab.traces.format) and judge them."""
+    report = Report(path, cfg)
+    state = VmState()
+    broken_state: set[str] = set()
+    state_props = [p for p in ALWAYS if p.on_state is not None]
+    trans_props = [p for p in ALWAYS if p.on_transition is not None]
+    for ev in events:
+        report.events += 1
+        pre = state
+        state, outcome, effects = step(cfg, pre, ev)
+        expected = ev.get("expect")
+        if report.divergence is None and expected is not None and mismatch(expected, outcome):
+            report.divergence = {"line": ev["line"], "op": ev["op"],
+                                 "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
+                                 "predicted": outcome_json(outcome)}
+        t = Transition(pre, ev, outcome, state, effects)
+        for p in state_props:
+            if p.on_state(cfg, state):
+                broken_state.discard(p.name)
+            elif p.name not in broken_state:
+                broken_state.add(p.name)
+                report.violations.append({"invariant": p.name, "line": ev["line"]})
+        for p in trans_props:
+            if not p.on_transition(cfg, t):
+                report.violations.append({"invariant": p.name, "line": ev["line"]})
+    report.state = state
+    return report
