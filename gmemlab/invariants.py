@@ -63,10 +63,6 @@ def _host_never_touches_te_state(cfg, s):
     return not any(p.te != TE_NONE and (p.mapped or p.pins) for p in s.pages)
 
 
-def _host_never_touches_te(cfg, t):
-    return S.HOST_TOUCHED_TE not in t.effects and _host_never_touches_te_state(cfg, t.post)
-
-
 def _direct_map_absent(cfg, s):
     if "NO_DIRECT_MAP" not in s.gmem_flags:
         return True
@@ -159,7 +155,8 @@ ALWAYS = [
     Property("host_never_touches_te_private", "always",
              "no host access, mapping or pin reaches a TE-private page",
              SEED + ": host safety of the userspace-converts alternative",
-             on_transition=_host_never_touches_te, pair="a_page_is_te_private"),
+             on_state=_host_never_touches_te_state,
+             on_transition=_effect_absent(S.HOST_TOUCHED_TE), pair="a_page_is_te_private"),
     Property("populate_targets_private", "always",
              "the TE only takes pages that KVM already tracks as private",
              SEED + ": 'expecting the pages to be marked private in advance of platform-specific preparation'",
@@ -221,10 +218,6 @@ INVARIANT_NAMES = [p.name for p in ALWAYS]
 
 def violations(cfg: Config, t: Transition) -> list[str]:
     """The always-properties this transition breaks (state ones judged on t.post), in order."""
-    bad = []
-    for p in ALWAYS:
-        if p.on_state is not None and not p.on_state(cfg, t.post):
-            bad.append(p.name)
-        elif p.on_transition is not None and not p.on_transition(cfg, t):
-            bad.append(p.name)
-    return bad
+    return [p.name for p in ALWAYS
+            if (p.on_state is not None and not p.on_state(cfg, t.post))
+            or (p.on_transition is not None and not p.on_transition(cfg, t))]

@@ -3,8 +3,9 @@
 What is modelled (safety, one guest_memfd bound at gpa 0, page granularity):
 the KVM attribute of each page, its folio (allocated, up to date, contents), the host
 page tables and extra references that reach it, the trusted entity's (TE's) view of it,
-the guest's stage-2 mapping and whether the launch measured it; per VM, whether launch
-was finalized. Left out: huge folios and their splitting (every page is its own folio),
+and whether the launch measured it; per VM, whether launch was finalized. Left out:
+the guest's stage-2 mapping (nothing observable depends on it: a guest access faults
+the page in as needed, prepare is idempotent, and conversions zap it), huge folios and their splitting (every page is its own folio),
 ENOMEM and EINTR (no allocation failures, no signals), more than one guest_memfd,
 memslot flags other than the binding at gpa 0, and the guest's own page tables.
 
@@ -62,7 +63,6 @@ class Page(NamedTuple):
     mapped: tuple = ()           # host processes whose page tables map the page (sorted names)
     pins: int = 0                # unexpected references: GUP pins, vmsplice, IOMMU
     te: int = TE_NONE            # "private as tracked by the trusted entity"
-    gmapped: bool = False        # mapped in the guest's stage-2 (NPT / EPT / S-EPT)
     measured: bool = False       # part of the launch measurement
     dmap: bool = False           # in the host's direct map (only tracked with NO_DIRECT_MAP)
 

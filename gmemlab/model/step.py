@@ -93,7 +93,7 @@ def _guest_fault(cfg: Config, s: VmState, page: Page) -> Page:
     page = _get_pfn(s, page, zero=True)
     if page.private:
         page = PLATFORMS[cfg.platform].prepare(page)
-    return page._replace(gmapped=True)
+    return page
 
 
 # --- ops ----------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
         page = changes.get(i, pages[i])
         if page.private == to_private:
             continue
-        page = page._replace(private=to_private, gmapped=False)
+        page = page._replace(private=to_private)
         if not to_private:
             page = platform.invalidate(page)
         if page.allocated:
@@ -173,6 +173,10 @@ def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
                 page = page._replace(content=GARBAGE)
             elif mode == "ZERO":
                 page = page._replace(content=ZERO, uptodate=True)
+        if page.content != pages[i].content:
+            # The uAPI says what a conversion does to contents (TE invalidation, content
+            # modes), so userspace now expects what is there (ghost variable "loaded").
+            page = page._replace(loaded=page.content)
         changes[i] = page
     return Result(s.replace_pages(changes), ret(0), frozenset(effects))
 
@@ -343,7 +347,7 @@ def _populate_convert(s: VmState, page: Page) -> tuple[Page, str | None]:
     page = page._replace(mapped=())
     if page.pins:
         return page, "EAGAIN"
-    page = page._replace(private=True, gmapped=False)
+    page = page._replace(private=True)
     if page.allocated and "NO_DIRECT_MAP" in s.gmem_flags:
         page = page._replace(dmap=False)
     return page, None

@@ -86,14 +86,16 @@ def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report
                                  "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
                                  "predicted": outcome_json(outcome)}
         t = Transition(pre, ev, outcome, state, effects)
+        line_bad = []
         for p in state_props:
             if p.on_state(cfg, state):
                 broken_state.discard(p.name)
             elif p.name not in broken_state:
                 broken_state.add(p.name)
-                report.violations.append({"invariant": p.name, "line": ev["line"]})
+                line_bad.append(p.name)
         for p in trans_props:
-            if not p.on_transition(cfg, t):
-                report.violations.append({"invariant": p.name, "line": ev["line"]})
+            if not p.on_transition(cfg, t) and p.name not in line_bad:
+                line_bad.append(p.name)
+        report.violations.extend({"invariant": name, "line": ev["line"]} for name in line_bad)
     report.state = state
     return report

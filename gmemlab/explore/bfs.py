@@ -1,0 +1,340 @@
+"""Breadth-first exploration of every state a proposal can reach.
+
+The checker is apart from the model: it knows the step function, the properties and
+the action set, nothing else. It works on plain data (a list of states, arrays of
+edges) and returns data; networkx graphs are built on request (gmemlab.explore.graph).
+Breadth-first order makes every counterexample and witness a shortest one.
+
+Actions. From a fresh guest_memfd of N pages (created with MMAP, with and without
+INIT_SHARED) the explorer tries, in every state and in a fixed order: every op on each
+single page, for each host process and each argument value the bounds allow, and the
+range calls (set_attributes, punch_hole, populate, guest_accept) on each single page and
+on the whole file. ``Bounds(ranges="all")`` adds every contiguous range.
+
+Symmetry. With single-page and whole-file calls only, the semantics do not depend on
+where a page sits, except through the order in which a whole-file call walks the pages:
+set_attributes and punch_hole end in the same state whatever the order, so the set of
+reachable states is closed under permuting pages, and states are stored sorted by page
+(a canonical representative). populate and guest_accept stop at the first failing page,
+so their whole-file form is order-dependent: with symmetry on, they are explored page by
+page only, and so they are with symmetry off (the same action set: a test shows both
+give the same verdicts). ``ranges="all"`` turns symmetry off.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+
+from gmemlab.errors import UsageError
+from gmemlab.invariants import ALWAYS, SOMETIMES, Transition, launched_and_running
+from gmemlab.model.state import Config, VmState
+from gmemlab.model.step import step
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the explorer varies: the size of the file and the argument values."""
+
+    pages: int = 2
+    processes: tuple = ("vmm",)          # host processes that may map the file
+    host_value: int = ord("A")           # what userspace loads
+    guest_value: int = ord("A")          # what the guest writes
+    source_value: int = ord("A")         # the legacy populate source's contents
+    max_pins: int = 1                    # extra references per page
+    no_direct_map: bool = False          # also create the file with NO_DIRECT_MAP
+    ranges: str = "page+file"            # or "all": every contiguous range
+
+    def __post_init__(self):
+        if not 1 <= self.pages <= 8:
+            raise UsageError(f"pages must be 1..8, got {self.pages}")
+        if self.ranges not in ("page+file", "all"):
+            raise UsageError(f"ranges must be 'page+file' or 'all', got {self.ranges!r}")
+
+
+def create_events(cfg: Config, b: Bounds) -> list[dict]:
+    """The create_gmem calls the exploration starts from."""
+    size = b.pages * cfg.page_size
+    flag_sets = [["MMAP", "INIT_SHARED"], ["MMAP"]]
+    if b.no_direct_map:
+        flag_sets += [f + ["NO_DIRECT_MAP"] for f in flag_sets]
+    return [{"op": "create_gmem", "size": size, "flags": tuple(f), "process": "vmm"} for f in flag_sets]
+
+
+def _ranges(cfg: Config, b: Bounds, whole: bool) -> list[tuple[int, int]]:
+    ps, n = cfg.page_size, b.pages
+    if b.ranges == "all":
+        return [(i * ps, (j - i) * ps) for i in range(n) for j in range(i + 1, n + 1)]
+    out = [(i * ps, ps) for i in range(n)]
+    if whole and n > 1:
+        out.append((0, n * ps))
+    return out
+
+
+def actions(cfg: Config, b: Bounds) -> list[dict]:
+    """Every event the explorer tries in every state, in a fixed order."""
+    ps = cfg.page_size
+    acts: list[dict] = []
+    flag_options = [()] if cfg.series != "v5" else [(), ("ZERO",), ("PRESERVE",)]
+    for off, size in _ranges(cfg, b, whole=True):
+        for attr in ("private", "shared"):
+            for flags in flag_options:
+                acts.append({"op": "set_attributes", "offset": off, "size": size,
+                             "attributes": attr, "flags": flags, "process": "vmm"})
+    for off, size in _ranges(cfg, b, whole=True):
+        acts.append({"op": "punch_hole", "offset": off, "size": size, "process": "vmm"})
+    for i in range(b.pages):
+        for proc in b.processes:
+            acts.append({"op": "host_write", "offset": i * ps, "value": b.host_value, "process": proc})
+            acts.append({"op": "host_read", "offset": i * ps, "process": proc})
+        acts.append({"op": "pin", "offset": i * ps, "size": ps, "process": "vmm"})
+        acts.append({"op": "unpin", "offset": i * ps, "size": ps, "process": "vmm"})
+    if cfg.has_te:
+        for off, size in _ranges(cfg, b, whole=False):
+            acts.append({"op": "populate", "offset": off, "size": size, "src": None, "process": "vmm"})
+            acts.append({"op": "populate", "offset": off, "size": size, "src": "buffer",
+                         "value": b.source_value, "process": "vmm"})
+        acts.append({"op": "finalize", "process": "vmm"})
+        for off, size in _ranges(cfg, b, whole=False):
+            acts.append({"op": "guest_accept", "offset": off, "size": size, "process": "vmm"})
+    for i in range(b.pages):
+        for private in ((True, False) if cfg.has_te else (True,)):
+            acts.append({"op": "guest_read", "offset": i * ps, "private": private, "process": "vmm"})
+            acts.append({"op": "guest_write", "offset": i * ps, "private": private,
+                         "value": b.guest_value, "process": "vmm"})
+    return acts
+
+
+def _pin_bounded(b: Bounds):
+    def ok(s: VmState) -> bool:
+        return all(p.pins <= b.max_pins for p in s.pages)
+    return ok
+
+
+def canonical(s: VmState) -> tuple[VmState, tuple[int, ...]]:
+    """The page-sorted representative and order[j] = the index its page j came from."""
+    order = tuple(sorted(range(len(s.pages)), key=s.pages.__getitem__))
+    return s._replace(pages=tuple(s.pages[i] for i in order)), order
+
+
+def map_event(ev: dict, order: tuple[int, ...], page_size: int, npages: int) -> dict:
+    """An event on a canonical state, moved onto the concrete state it stands for."""
+    if "offset" not in ev or ev["op"] == "create_gmem":
+        return ev
+    size = ev.get("size", page_size)
+    if size == npages * page_size and ev["offset"] == 0:
+        return ev
+    ev = dict(ev)
+    ev["offset"] = order[ev["offset"] // page_size] * page_size
+    return ev
+
+
+@dataclass
+class Discovery:
+    """Where a property was first decided: the state (and for transitions the action)."""
+
+    state: int
+    action: int | None = None   # index into ``actions``; None for a state property
+
+
+@dataclass
+class Exploration:
+    config: Config
+    bounds: Bounds
+    symmetry: bool
+    actions: list
+    creates: list
+    states: list = field(default_factory=list)          # state id -> VmState (canonical if symmetry)
+    parent: list = field(default_factory=list)          # state id -> (parent id, action) ; -1 for roots
+    depth: array = field(default_factory=lambda: array("i"))
+    src: array = field(default_factory=lambda: array("i"))
+    dst: array = field(default_factory=lambda: array("i"))
+    act: array = field(default_factory=lambda: array("i"))
+    violations: dict = field(default_factory=dict)      # always name -> Discovery
+    witnesses: dict = field(default_factory=dict)       # sometimes name -> Discovery
+    stuck: int | None = None                            # first state that cannot reach the goal
+    seconds: float = 0.0
+
+    @property
+    def transitions(self) -> int:
+        return len(self.src)
+
+    def path_events(self, sid: int, action: int | None = None) -> list[dict]:
+        """The concrete trace events (with the model's outcomes as "expect") that reach
+        state sid, and then take action (if given): a replayable counterexample."""
+        chain = []
+        while sid != -1:
+            psid, a = self.parent[sid]
+            chain.append(a)
+            sid = psid
+        chain.reverse()
+        cfg, n, ps = self.config, self.bounds.pages, self.config.page_size
+        steps = [self.creates[chain[0]]] + [self.actions[a] for a in chain[1:]]
+        if action is not None:
+            steps.append(self.actions[action])
+        out, state = [], VmState()
+        order = tuple(range(n))
+        for k, ev in enumerate(steps):
+            concrete = map_event(ev, order, ps, n) if self.symmetry and k > 0 else ev
+            state, outcome, _ = step(cfg, state, concrete)
+            e = {key: v for key, v in concrete.items()}
+            e["expect"] = outcome
+            out.append(e)
+            if self.symmetry:
+                order = canonical(state)[1]
+        return out
+
+    def counterexample(self, name: str) -> list[dict] | None:
+        if name == "no_stuck_state":
+            return None if self.stuck is None else self.path_events(self.stuck)
+        d = self.violations.get(name)
+        return None if d is None else self.path_events(d.state, d.action)
+
+    def witness(self, name: str) -> list[dict] | None:
+        d = self.witnesses.get(name)
+        return None if d is None else self.path_events(d.state, d.action)
+
+    def holds(self, name: str) -> bool:
+        return self.counterexample(name) is None if name == "no_stuck_state" else name not in self.violations
+
+    def to_json(self) -> dict:
+        """The object INTERFACES.md specifies for ``explore --json`` (plus witnesses)."""
+        from gmemlab.traces.format import event_json
+        inv = {}
+        for p in ALWAYS:
+            cx = self.counterexample(p.name)
+            inv[p.name] = {"holds": cx is None,
+                           "counterexample": None if cx is None else [event_json(e) for e in cx]}
+        wit = {p.name: (self.witnesses.get(p.name) is not None) for p in SOMETIMES}
+        return {"states": len(self.states), "transitions": self.transitions,
+                "invariants": inv, "sometimes": wit,
+                "config": {"proposal": self.config.proposal, "platform": self.config.platform,
+                           "series": self.config.series, "pages": self.bounds.pages,
+                           "symmetry": self.symmetry,
+                           "knobs": [k for k in ("refuse_unprepared_populate", "convert_after_populate",
+                                                 "no_direct_map_series") if getattr(self.config, k)]}}
+
+
+class _Progress:
+    """A one-line progress report on stderr, at most a few times a second."""
+
+    def __init__(self, on: bool):
+        self.on, self.last = on, 0.0
+
+    def __call__(self, states: int, frontier: int, depth: int, force: bool = False):
+        if not self.on:
+            return
+        now = time.monotonic()
+        if force or now - self.last > 0.25:
+            self.last = now
+            sys.stderr.write(f"\rexplore: {states:,} states, depth {depth}, frontier {frontier:,}   ")
+            sys.stderr.flush()
+
+    def done(self):
+        if self.on:
+            sys.stderr.write("\n")
+
+
+def explore(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool = True,
+            progress: bool = False, max_states: int = 5_000_000) -> Exploration:
+    """Explore every reachable state; decide every property.
+
+    >>> r = explore(Config(proposal="userspace-converts", platform="snp"), Bounds(pages=1))
+    >>> r.holds("te_private_implies_kvm_private"), r.holds("private_not_host_mapped")
+    (False, True)
+    """
+    if bounds.no_direct_map and not cfg.no_direct_map_series:
+        from dataclasses import replace
+        cfg = replace(cfg, no_direct_map_series=True)
+    if bounds.ranges == "all":
+        symmetry = False
+    t0 = time.monotonic()
+    acts = actions(cfg, bounds)
+    creates = create_events(cfg, bounds)
+    x = Exploration(cfg, bounds, symmetry, acts, creates)
+    index: dict[VmState, int] = {}
+    state_props = [p for p in ALWAYS if p.on_state is not None]
+    trans_props = [p for p in ALWAYS if p.on_transition is not None]
+    some_state = [p for p in SOMETIMES if p.on_state is not None]
+    some_trans = [p for p in SOMETIMES if p.on_transition is not None]
+    pin_ok = _pin_bounded(bounds)
+    canon = canonical if symmetry else (lambda s: (s, None))
+    show = _Progress(progress)
+
+    def add(s: VmState, parent: int, action: int, d: int) -> int:
+        sid = len(x.states)
+        index[s] = sid
+        x.states.append(s)
+        x.parent.append((parent, action))
+        x.depth.append(d)
+        for p in state_props:
+            if p.name not in x.violations and not p.on_state(cfg, s):
+                x.violations[p.name] = Discovery(sid)
+        for p in some_state:
+            if p.name not in x.witnesses and p.on_state(cfg, s):
+                x.witnesses[p.name] = Discovery(sid)
+        return sid
+
+    for k, ev in enumerate(creates):
+        s = canon(step(cfg, VmState(), ev).state)[0]
+        if s not in index:
+            add(s, -1, k, 1)
+
+    head = 0
+    while head < len(x.states):
+        sid = head
+        head += 1
+        s = x.states[sid]
+        d = x.depth[sid]
+        for a, ev in enumerate(acts):
+            post, outcome, effects = step(cfg, s, ev)
+            if not pin_ok(post):
+                continue
+            t = Transition(s, ev, outcome, post, effects)
+            for p in trans_props:
+                if p.name not in x.violations and not p.on_transition(cfg, t):
+                    x.violations[p.name] = Discovery(sid, a)
+            for p in some_trans:
+                if p.name not in x.witnesses and p.on_transition(cfg, t):
+                    x.witnesses[p.name] = Discovery(sid, a)
+            post = canon(post)[0]
+            tid = index.get(post)
+            if tid is None:
+                tid = add(post, sid, a, d + 1)
+                if len(x.states) > max_states:
+                    raise UsageError(f"more than {max_states:,} states: use fewer pages or processes")
+            x.src.append(sid)
+            x.dst.append(tid)
+            x.act.append(a)
+        show(len(x.states), len(x.states) - head, d)
+    show(len(x.states), 0, x.depth[-1] if x.depth else 0, force=True)
+    show.done()
+    x.stuck = _first_stuck(cfg, x)
+    if x.stuck is None or True:
+        goal = next((i for i, s in enumerate(x.states) if launched_and_running(cfg, s)), None)
+        if goal is not None:
+            x.witnesses["launched_and_running"] = Discovery(goal)
+    x.seconds = time.monotonic() - t0
+    return x
+
+
+def _first_stuck(cfg: Config, x: Exploration) -> int | None:
+    """The first (so shallowest) state from which no path reaches the goal."""
+    n = len(x.states)
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for s, t in zip(x.src, x.dst):
+        if s != t:
+            preds[t].append(s)
+    good = bytearray(n)
+    stack = [i for i, s in enumerate(x.states) if launched_and_running(cfg, s)]
+    for i in stack:
+        good[i] = 1
+    while stack:
+        t = stack.pop()
+        for s in preds[t]:
+            if not good[s]:
+                good[s] = 1
+                stack.append(s)
+    return next((i for i in range(n) if not good[i]), None)
