@@ -161,6 +161,10 @@ class Exploration:
     def transitions(self) -> int:
         return len(self.src)
 
+    def outcome(self, sid: int, action: int) -> dict:
+        """The model's outcome of an action in a stored state (recomputed, not stored)."""
+        return step(self.config, self.states[sid], self.actions[action]).outcome
+
     def path_events(self, sid: int, action: int | None = None) -> list[dict]:
         """The concrete trace events (with the model's outcomes as "expect") that reach
         state sid, and then take action (if given): a replayable counterexample."""
@@ -170,10 +174,14 @@ class Exploration:
             chain.append(a)
             sid = psid
         chain.reverse()
+        if action is not None:
+            chain.append(action)
+        return self.chain_events(chain)
+
+    def chain_events(self, chain: list[int]) -> list[dict]:
+        """Concrete events for a chain [create index, action, action, ...] from a root."""
         cfg, n, ps = self.config, self.bounds.pages, self.config.page_size
         steps = [self.creates[chain[0]]] + [self.actions[a] for a in chain[1:]]
-        if action is not None:
-            steps.append(self.actions[action])
         out, state = [], VmState()
         order = tuple(range(n))
         for k, ev in enumerate(steps):
@@ -312,10 +320,6 @@ def explore(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool = True,
     show(len(x.states), 0, x.depth[-1] if x.depth else 0, force=True)
     show.done()
     x.stuck = _first_stuck(cfg, x)
-    if x.stuck is None or True:
-        goal = next((i for i, s in enumerate(x.states) if launched_and_running(cfg, s)), None)
-        if goal is not None:
-            x.witnesses["launched_and_running"] = Discovery(goal)
     x.seconds = time.monotonic() - t0
     return x
 

@@ -40,3 +40,122 @@ def check_report_text(report, header: dict) -> str:
         lines.append("invariants: none violated")
     lines.append("verdict: " + ("ok" if report.ok else "FAIL"))
     return "\n".join(lines) + "\n"
+
+
+# --- explore and compare ----------------------------------------------------------------
+
+def _hex(n: int) -> str:
+    return f"{n:#x}"
+
+
+def call_text(ev: dict) -> str:
+    """An event as a selftest-like call, e.g. ``set_attributes(0x0, 0x2000, private)``."""
+    op = ev["op"]
+    args: list[str] = []
+    if op == "create_gmem":
+        args = [_hex(ev["size"]), "|".join(ev.get("flags", ())) or "0"]
+    elif op == "set_attributes":
+        args = [_hex(ev["offset"]), _hex(ev["size"]), ev["attributes"]]
+        if ev.get("flags"):
+            args.append("|".join(ev["flags"]))
+    elif op in ("pin", "unpin", "punch_hole", "guest_accept"):
+        args = [_hex(ev["offset"]), _hex(ev["size"])]
+    elif op == "populate":
+        args = [_hex(ev["offset"]), _hex(ev["size"]),
+                "src=NULL" if ev.get("src") is None else f"src=buffer({_value(ev['value'])})"]
+    elif op in ("host_write", "host_read"):
+        args = [_hex(ev["offset"])] + ([_value(ev["value"])] if op == "host_write" else [])
+    elif op in ("guest_read", "guest_write"):
+        args = [_hex(ev["offset"]), "private" if ev["private"] else "shared"]
+        if op == "guest_write":
+            args.append(_value(ev["value"]))
+    elif op == "map_gpa_range":
+        args = [_hex(ev["offset"]), _hex(ev["size"]), "private" if ev["private"] else "shared"]
+    proc = ev.get("process", "vmm")
+    who = "" if proc == "vmm" or not op.startswith(("host", "pin", "unpin")) else f"[{proc}] "
+    return f"{who}{op}({', '.join(args)})"
+
+
+def _value(v) -> str:
+    if v is None:
+        return "?"
+    return repr(chr(v)) if 0x21 <= v <= 0x7E else str(v)
+
+
+def outcome_text(out: dict) -> str:
+    if "ret" in out:
+        r = "0" if out["ret"] == 0 else str(out["ret"])
+        if "error_offset" in out:
+            r += f" error_offset={_hex(out['error_offset'])}"
+        if "done" in out:
+            r += f" done={out['done']}"
+        return r
+    for k in ("signal", "exit", "exception"):
+        if k in out:
+            return out[k]
+    return "ok" + (f" value={_value(out['value'])}" if "value" in out else "")
+
+
+def steps_text(events: list[dict], indent: str = "  ") -> str:
+    """Numbered steps, each a call and its outcome, at most 72 columns."""
+    lines = []
+    for n, ev in enumerate(events, 1):
+        lines.append(wrap(f"{n}. {call_text(ev)} = {outcome_text(ev.get('expect', {}))}",
+                          indent).replace("\n" + indent, "\n" + indent + "   "))
+    return "\n".join(lines)
+
+
+def explore_text(x) -> str:
+    from gmemlab.invariants import ALWAYS
+    cfg, b = x.config, x.bounds
+    out = [f"{cfg.label()}, {b.pages} page(s), symmetry {'on' if x.symmetry else 'off'}",
+           f"{len(x.states):,} states, {x.transitions:,} transitions, {x.seconds:.2f} s"]
+    for p in ALWAYS:
+        cx = x.counterexample(p.name)
+        if cx is None:
+            note = "" if p.pair in x.witnesses else f" (vacuous: never {p.pair.replace('_', ' ')})"
+            out.append(f"  holds   {p.name}{note}")
+        else:
+            out.append(f"  BROKEN  {p.name}: {len(cx)} steps")
+            out.append(steps_text(cx, "      "))
+    return "\n".join(out) + "\n"
+
+
+def _cell(col, name: str) -> str:
+    inv = col.to_json()["invariants"][name]
+    if inv["holds"]:
+        return "holds*" if inv["vacuous"] else "holds"
+    return f"BROKEN {inv['counterexample_length']}"
+
+
+def compare_text(table) -> str:
+    """The comparison matrix, 72 columns: one column per proposal."""
+    from gmemlab.invariants import ALWAYS
+    name_w, col_w = 31, 13
+    cols = table.columns
+    knobs = ", ".join(sorted(k for k, v in table.knobs.items() if v)) or "none"
+    out = [f"{table.platform}, series {table.series}, {table.bounds.pages} page(s); knobs: {knobs}", ""]
+
+    def row(label, cells):
+        return (label.ljust(name_w) + "".join(str(c).ljust(col_w) for c in cells)).rstrip()
+
+    heads = [c.proposal.split("-", 1) for c in cols]
+    out.append(row("", [h[0] + "-" for h in heads]))
+    out.append(row("", [h[1] for h in heads]))
+    out.append(row("states", [f"{len(c.exploration.states):,}" for c in cols]))
+    out.append(row("transitions", [f"{c.exploration.transitions:,}" for c in cols]))
+    out.append(row("calls to launch", [c.calls_to_launch if c.calls_to_launch is not None else "-"
+                                       for c in cols]))
+    for p in ALWAYS:
+        out.append(row(p.name, [_cell(c, p.name) for c in cols]))
+    out.append("")
+    out.append("holds* = holds, but what it speaks of never happens here;")
+    out.append("BROKEN n = shortest counterexample has n calls.")
+    out.append("")
+    out.append("error channels (errno@offset: says where it stopped; +done:")
+    out.append("says how many pages it did):")
+    for c in cols:
+        out.append(f"  {c.proposal}:")
+        for op, marks in c.errors.items():
+            out.append(wrap(f"{op}: {', '.join(marks)}", "    "))
+    return "\n".join(out) + "\n"
