@@ -104,6 +104,9 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--series", default="v8", choices=SERIES)
     p.add_argument("--pages", type=int, default=2, help="pages of the guest_memfd (1-6)")
     p.add_argument("--no-symmetry", action="store_true", help="turn symmetry reduction off")
+    p.add_argument("--ranges", choices=("page+file", "all"), default="page+file",
+                   help="range calls on single pages and the whole file (default), or on every "
+                        "contiguous range (turns symmetry off)")
     p.add_argument("--no-direct-map", action="store_true",
                    help="create the guest_memfd with NO_DIRECT_MAP (another series)")
     p.add_argument("--processes", type=int, default=1,
@@ -119,7 +122,7 @@ def _bounds(args):
     if not 1 <= args.processes <= 2:
         raise UsageError(f"--processes must be 1 or 2, got {args.processes}")
     return Bounds(pages=args.pages, no_direct_map=args.no_direct_map,
-                  processes=("vmm", "child")[:args.processes])
+                  processes=("vmm", "child")[:args.processes], ranges=args.ranges)
 
 
 def cmd_explore(args) -> int:

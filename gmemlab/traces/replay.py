@@ -10,6 +10,7 @@ and breaks again); a transition invariant at each line that breaks it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -69,6 +70,11 @@ def config_for(header: dict, proposal: str = "private-first", series: str | None
                   series=series or header["series"], page_size=header["page_size"], **knobs)
 
 
+# A trace that creates a file of more pages than this goes on on runs of equal pages
+# (gmemlab.traces.ranges: the same Report, with report.state a RunState).
+RANGE_PAGES = 4096
+
+
 def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report:
     """Replay events (dicts from gmemlab.traces.format) and judge them."""
     report = Report(path, cfg)
@@ -76,7 +82,11 @@ def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report
     broken_state: set[str] = set()
     state_props = [p for p in ALWAYS if p.on_state is not None]
     trans_props = [p for p in ALWAYS if p.on_transition is not None]
+    events = iter(events)
     for ev in events:
+        if ev["op"] == "create_gmem" and ev["size"] // cfg.page_size > RANGE_PAGES:
+            from gmemlab.traces.ranges import continue_ranges
+            return continue_ranges(cfg, itertools.chain([ev], events), report, state, broken_state)
         report.events += 1
         pre = state
         state, outcome, effects = step(cfg, pre, ev)

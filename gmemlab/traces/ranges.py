@@ -1,0 +1,454 @@
+"""Guest-scale replay: the state as runs of equal pages, the page step applied per run.
+
+A 64 GiB guest has 16M pages; a tuple of 16M Pages per event is out of the question. The
+range engine keeps the guest_memfd as an interval map (``RunMap``: sorted run starts and
+the Page of each run, neighbouring runs never equal) and applies each event with the ONE
+step function of gmemlab.model.step, on a small compressed VmState:
+
+1. The window. An event with an offset can only touch the pages its byte range
+   [offset, offset + size) reaches (one page for an access); the window is that page
+   range clipped to the file. The runs it meets are clipped to it.
+2. The compressed state. Each clipped run of L equal pages becomes two compressed pages:
+   its head (its first page) and, when L > 1, its tail (the L - 1 others). Every range
+   op of step.py walks its pages in order, and what it does to a page depends only on
+   that page, the VM-wide fields and the config; so equal pages get equal results, and a
+   call that stops does so at the first page of a run (a page equal to the one before
+   it cannot fail where that one succeeded), which is always a head. The head/tail split
+   then carries whatever the call did to the stopping page alone (populate leaves it
+   allocated) and whatever it did to all pages before stopping (to-private unmaps the
+   whole range before its refcount check), without knowing which op it was.
+3. The compressed event. Byte addresses map to compressed addresses page-wise: a page of
+   the window to the compressed page holding it, the page just past the window to the
+   compressed end, a page p past the end of the file to (compressed size + p - npages);
+   the offset within a page is kept. That keeps every predicate step.py checks on real
+   coordinates: alignment (offsets within a page are kept), size == 0 (the map is
+   strictly increasing across the pages an event names), and the bounds (the compressed
+   file ends exactly where the window meets the real end of file). So step.py's own
+   validation runs and gives what it gives on the page-level state; nothing of it is
+   re-implemented here. create_gmem, which names no pages, gets a size with the same
+   sign, alignment and zero-ness (size % page_size, or one page when aligned), and the
+   new file is one run of what step made of its one page.
+4. Back to real coordinates: error_offset (a compressed address) maps back through the
+   same table (the real offset of that run's first page); populate's "done" becomes the
+   real number of pages of the compressed pages completed; the compressed post pages
+   are written back over their runs and merged with equal neighbours.
+
+Invariants (gmemlab.invariants). The state ones are all "no page such that ...", so a
+state satisfies one exactly when the VM-wide fields alone do (no pages) and each page
+alone does: the engine keeps, per state invariant, the number of real pages that break
+it, updated by each write-back (and recounted when a VM-wide field changes), and a state
+invariant holds when that count is 0. The transition ones are judged on the compressed
+transition (pre, event, outcome, post, effects), where the effects are the same set as
+on the page-level state and the pages a failed call may not touch are the compressed
+pages of the same real pages. tests/test_ranges.py checks the whole claim against the
+page-level replay on random traces.
+
+>>> from gmemlab.model.state import Config
+>>> eng = RangeEngine(Config(platform="snp"))
+>>> eng.apply({"op": "create_gmem", "size": 1 << 36, "flags": ("MMAP", "INIT_SHARED")})[0]
+{'ret': 0}
+>>> eng.npages, eng.runs
+(16777216, 1)
+>>> eng.apply({"op": "pin", "offset": 5 << 12, "size": 4096, "process": "vmm"})[0]
+{'ret': 0}
+>>> eng.apply({"op": "set_attributes", "offset": 0, "size": 1 << 36, "attributes": "private", "flags": ()})[0]
+{'ret': 'EAGAIN', 'error_offset': 20480}
+>>> eng.runs
+3
+"""
+
+from __future__ import annotations
+
+import itertools
+from bisect import bisect_right
+from typing import Iterable, Iterator
+
+from gmemlab.invariants import ALWAYS, Transition
+from gmemlab.model.state import Config, Page, VmState
+from gmemlab.model.step import step
+from gmemlab.traces.format import iter_events
+from gmemlab.traces.replay import CHECKED, Report, mismatch, outcome_json
+
+BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
+
+
+class RunMap:
+    """An interval map over pages [0, n): sorted run starts and the Page of each run.
+
+    No two neighbouring runs hold equal pages. The starts are kept in blocks of about
+    BLOCK runs (with the first start of every block in ``_mins``), so that finding a
+    page is two bisections and rewriting a window costs O(BLOCK), whatever the number of
+    runs.
+
+    >>> m = RunMap.from_pages([Page(), Page(), Page(private=True), Page()])
+    >>> [(a, e, p.private) for a, e, p in m.runs()]
+    [(0, 2, False), (2, 3, True), (3, 4, False)]
+    >>> m.assign(2, 3, [(2, Page())])
+    >>> len(m), m.page(3) == Page()
+    (1, True)
+    """
+
+    __slots__ = ("n", "_starts", "_pages", "_mins")
+
+    def __init__(self, n: int = 0, page: Page | None = None):
+        self.n = n
+        self._starts: list[list[int]] = [[0]] if n else []
+        self._pages: list[list[Page]] = [[page]] if n else []
+        self._mins: list[int] = [0] if n else []
+
+    @classmethod
+    def from_pages(cls, pages: Iterable[Page]) -> "RunMap":
+        starts, vals, n = [], [], 0
+        for page, group in itertools.groupby(pages):
+            starts.append(n)
+            vals.append(page)
+            n += sum(1 for _ in group)
+        m = cls()
+        m.n = n
+        for i in range(0, len(starts), BLOCK):
+            m._starts.append(starts[i:i + BLOCK])
+            m._pages.append(vals[i:i + BLOCK])
+            m._mins.append(starts[i])
+        return m
+
+    def __len__(self) -> int:
+        """The number of runs."""
+        return sum(len(b) for b in self._starts)
+
+    def _locate(self, p: int) -> tuple[int, int]:
+        b = bisect_right(self._mins, p) - 1
+        return b, bisect_right(self._starts[b], p) - 1
+
+    def page(self, p: int) -> Page:
+        """The page at index p (0 <= p < n)."""
+        b, j = self._locate(p)
+        return self._pages[b][j]
+
+    def runs(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int, Page]]:
+        """(start, end, page) of the runs meeting [lo, hi), clipped to it."""
+        hi = self.n if hi is None else hi
+        if lo >= hi:
+            return
+        b, j = self._locate(lo)
+        starts, pages, nb = self._starts, self._pages, len(self._starts)
+        while True:
+            blk = starts[b]
+            if j + 1 < len(blk):
+                end = blk[j + 1]
+            else:
+                end = self._mins[b + 1] if b + 1 < nb else self.n
+            yield max(blk[j], lo), min(end, hi), pages[b][j]
+            if end >= hi:
+                return
+            j += 1
+            if j == len(blk):
+                b, j = b + 1, 0
+
+    def assign(self, lo: int, hi: int, new: list[tuple[int, Page]]) -> None:
+        """Make [lo, hi) hold the runs ``new`` ((start, page), starting at lo, no two
+        neighbours equal), merging with the runs around it."""
+        mins, n = self._mins, self.n
+        bl = bisect_right(mins, lo - 1 if lo else 0) - 1       # holds the run before lo
+        br = bisect_right(mins, hi if hi < n else hi - 1) - 1  # holds the run after hi
+        if sum(len(self._starts[b]) for b in range(bl, br + 1)) < BLOCK // 2:
+            # Keep blocks from shrinking to nothing: take a neighbour block along.
+            if br + 1 < len(mins):
+                br += 1
+            elif bl > 0:
+                bl -= 1
+        S = [s for blk in self._starts[bl:br + 1] for s in blk]
+        G = [p for blk in self._pages[bl:br + 1] for p in blk]
+        seg_end = mins[br + 1] if br + 1 < len(mins) else n
+        i0 = bisect_right(S, lo) - 1
+        i1 = bisect_right(S, hi - 1) - 1
+        S2, G2 = S[:i0], G[:i0]
+        if S[i0] < lo:
+            S2.append(S[i0])
+            G2.append(G[i0])
+        k1 = len(S2)
+        S2.extend(s for s, _ in new)
+        G2.extend(p for _, p in new)
+        k2 = len(S2)
+        if (S[i1 + 1] if i1 + 1 < len(S) else seg_end) > hi:
+            S2.append(hi)
+            G2.append(G[i1])
+        S2.extend(S[i1 + 1:])
+        G2.extend(G[i1 + 1:])
+        for k in (k2, k1):  # the two seams, right one first so k1 stays valid
+            if 0 < k < len(S2) and G2[k] == G2[k - 1]:
+                del S2[k], G2[k]
+        if len(S2) <= 2 * BLOCK:
+            cs, cg = [S2], [G2]
+        else:
+            nchunks = -(-len(S2) // BLOCK)
+            step_ = -(-len(S2) // nchunks)
+            cs = [S2[i:i + step_] for i in range(0, len(S2), step_)]
+            cg = [G2[i:i + step_] for i in range(0, len(G2), step_)]
+        self._starts[bl:br + 1] = cs
+        self._pages[bl:br + 1] = cg
+        self._mins[bl:br + 1] = [c[0] for c in cs]
+
+    def expand(self) -> tuple:
+        """Every page, as the page-level VmState holds them."""
+        out: list[Page] = []
+        for a, e, page in self.runs():
+            out.extend([page] * (e - a))
+        return tuple(out)
+
+
+class RunState:
+    """The final state of a range replay (Report.state): the VM-wide fields and the runs.
+
+    ``expand()`` gives the page-level VmState (for small files).
+    """
+
+    def __init__(self, created: bool, gmem_flags: frozenset, finalized: bool, runmap: RunMap):
+        self.created, self.gmem_flags, self.finalized = created, gmem_flags, finalized
+        self.runmap = runmap
+
+    @property
+    def npages(self) -> int:
+        return self.runmap.n
+
+    def expand(self) -> VmState:
+        return VmState(self.created, self.gmem_flags, self.runmap.expand(), self.finalized)
+
+    def __repr__(self) -> str:
+        return (f"RunState(created={self.created}, gmem_flags={sorted(self.gmem_flags)}, "
+                f"finalized={self.finalized}, pages={self.npages}, runs={len(self.runmap)})")
+
+
+_STATE_PROPS = [p for p in ALWAYS if p.on_state is not None]
+_TRANS_PROPS = [p for p in ALWAYS if p.on_transition is not None]
+
+
+class RangeEngine:
+    """The model's state as runs, advanced one event at a time through step().
+
+    ``apply(ev)`` returns (outcome in real coordinates, effects, the compressed
+    Transition); ``state_holds()`` says which state invariants hold on the whole state.
+    """
+
+    def __init__(self, cfg: Config, state: VmState = VmState()):
+        self.cfg = cfg
+        self.created, self.gmem_flags, self.finalized = state.created, state.gmem_flags, state.finalized
+        self._intern: dict[Page, Page] = {}
+        self.map = RunMap.from_pages(self._canon(p) for p in state.pages)
+        self._recount()
+
+    # --- queries --------------------------------------------------------------------
+
+    @property
+    def npages(self) -> int:
+        return self.map.n
+
+    @property
+    def runs(self) -> int:
+        return len(self.map)
+
+    def page(self, index: int) -> Page:
+        return self.map.page(index)
+
+    def run_state(self) -> RunState:
+        return RunState(self.created, self.gmem_flags, self.finalized, self.map)
+
+    def state_holds(self) -> list[bool]:
+        """For each state invariant (in ALWAYS order): does the whole state satisfy it?"""
+        return [ok and not bad for ok, bad in zip(self._base_ok, self._bad)]
+
+    # --- bookkeeping ------------------------------------------------------------------
+
+    def _shell(self, pages: tuple = ()) -> VmState:
+        return VmState(self.created, self.gmem_flags, pages, self.finalized)
+
+    def _canon(self, page: Page) -> Page:
+        return self._intern.setdefault(page, page)
+
+    def _mask(self, page: Page) -> int:
+        m = self._masks.get(page)
+        if m is None:
+            s = self._shell((page,))
+            m = sum(1 << i for i, p in enumerate(_STATE_PROPS) if not p.on_state(self.cfg, s))
+            self._masks[page] = m
+        return m
+
+    def _recount(self) -> None:
+        """Count, per state invariant, the pages that break it (the VM-wide context changed)."""
+        self._masks: dict[Page, int] = {}
+        shell = self._shell()
+        self._base_ok = [p.on_state(self.cfg, shell) for p in _STATE_PROPS]
+        self._bad = [0] * len(_STATE_PROPS)
+        for a, e, page in self.map.runs():
+            m = self._mask(page)
+            if m:
+                self._count(m, e - a)
+
+    def _count(self, mask: int, n: int) -> None:
+        for i in range(len(self._bad)):
+            if mask >> i & 1:
+                self._bad[i] += n
+
+    # --- one event --------------------------------------------------------------------
+
+    def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
+        cfg, ps, n = self.cfg, self.cfg.page_size, self.map.n
+        if ev["op"] == "create_gmem" or "offset" not in ev:
+            return self._apply_whole(ev)
+        off = ev["offset"]
+        size = ev.get("size")
+        end = off + (1 if size is None else size)
+        lo = min(off // ps, n)
+        hi = max(lo, min(-(-end // ps), n))
+        cs: list[int] = []   # compressed page k stands for real pages [cs[k], ce[k])
+        ce: list[int] = []
+        cp: list[Page] = []
+        for a, e, page in self.map.runs(lo, hi):
+            cs.append(a)
+            ce.append(a + 1)
+            cp.append(page)
+            if e - a > 1:
+                cs.append(a + 1)
+                ce.append(e)
+                cp.append(page)
+        K = len(cp)
+
+        def cmap(addr: int) -> int:
+            p, r = divmod(addr, ps)
+            k = bisect_right(cs, p) - 1 if p < hi else K + max(0, p - n)
+            return k * ps + r
+
+        def unmap(addr: int) -> int:
+            k, r = divmod(addr, ps)
+            p = cs[k] if k < K else (hi if k == K else n + (k - K))
+            return p * ps + r
+
+        ev_c = dict(ev)
+        ev_c["offset"] = o_c = cmap(off)
+        if size is not None:
+            ev_c["size"] = cmap(off + size) - o_c
+        pre = self._shell(tuple(cp))
+        post, out_c, effects = step(cfg, pre, ev_c)
+        outcome = out_c
+        if "error_offset" in out_c or "done" in out_c:
+            outcome = dict(out_c)
+            if "error_offset" in outcome:
+                outcome["error_offset"] = unmap(out_c["error_offset"])
+            if "done" in outcome:
+                d = out_c["done"]
+                outcome["done"] = ce[d - 1] - cs[0] if d else 0
+        if post is not pre:
+            if len(post.pages) != K:
+                raise AssertionError(f"{ev['op']} changed the number of pages")
+            if post.pages != pre.pages:
+                self._write_back(lo, hi, cs, ce, cp, post.pages)
+            self._vm_fields(post)
+        return outcome, effects, Transition(pre, ev_c, out_c, post, effects)
+
+    def _apply_whole(self, ev: dict) -> tuple[dict, frozenset, Transition]:
+        """Events that name no pages: create_gmem (which makes a new file) and finalize."""
+        ev_c = ev
+        if ev["op"] == "create_gmem":
+            size, ps = ev["size"], self.cfg.page_size
+            ev_c = dict(ev, size=(size % ps) or (ps if size else 0))
+        pre = self._shell()
+        post, out, effects = step(self.cfg, pre, ev_c)
+        if post is not pre:
+            if ev["op"] == "create_gmem" and post.pages:
+                if len(post.pages) != 1:
+                    raise AssertionError("create_gmem of one page made more")
+                self.map = RunMap(ev["size"] // self.cfg.page_size, self._canon(post.pages[0]))
+                self.created, self.gmem_flags, self.finalized = post.created, post.gmem_flags, post.finalized
+                self._recount()
+            elif post.pages:
+                raise AssertionError(f"{ev['op']} without an offset touched pages")
+            else:
+                self._vm_fields(post)
+        return out, effects, Transition(pre, ev_c, out, post, effects)
+
+    def _vm_fields(self, post: VmState) -> None:
+        if (post.created, post.gmem_flags, post.finalized) != (self.created, self.gmem_flags, self.finalized):
+            self.created, self.gmem_flags, self.finalized = post.created, post.gmem_flags, post.finalized
+            self._recount()
+
+    def _write_back(self, lo, hi, cs, ce, cp, new_pages) -> None:
+        new: list[tuple[int, Page]] = []
+        last = None
+        for k, page in enumerate(new_pages):
+            old = cp[k]
+            if page is not old and page != old:
+                page = self._canon(page)
+                mo, mn = self._mask(old), self._mask(page)
+                if mo != mn:
+                    length = ce[k] - cs[k]
+                    self._count(mo, -length)
+                    self._count(mn, length)
+            else:
+                page = old
+            if page != last:
+                new.append((cs[k], page))
+                last = page
+        self.map.assign(lo, hi, new)
+
+
+# --- replay ---------------------------------------------------------------------------
+
+def replay_ranges(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report:
+    """Replay events on runs; the same Report as gmemlab.traces.replay.replay, except that
+    ``report.state`` is a RunState (``.expand()`` gives the VmState). Streams: events
+    may be a generator (gmemlab.traces.format.iter_events) and are never held."""
+    return continue_ranges(cfg, events, Report(path, cfg), VmState(), set())
+
+
+def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: VmState,
+                    broken_state: set) -> Report:
+    """Go on with a replay on runs from a page-level state (replay() hands over here when
+    a trace creates a large file); report and broken_state carry what was judged so far."""
+    engine = RangeEngine(cfg, state)
+    names = [p.name for p in _STATE_PROPS]
+    for ev in events:
+        report.events += 1
+        outcome, effects, t = engine.apply(ev)
+        expected = ev.get("expect")
+        if report.divergence is None and expected is not None and mismatch(expected, outcome):
+            report.divergence = {"line": ev["line"], "op": ev["op"],
+                                 "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
+                                 "predicted": outcome_json(outcome)}
+        line_bad = []
+        for name, holds in zip(names, engine.state_holds()):
+            if holds:
+                broken_state.discard(name)
+            elif name not in broken_state:
+                broken_state.add(name)
+                line_bad.append(name)
+        for p in _TRANS_PROPS:
+            if not p.on_transition(cfg, t) and p.name not in line_bad:
+                line_bad.append(p.name)
+        report.violations.extend({"invariant": name, "line": ev["line"]} for name in line_bad)
+    report.state = engine.run_state()
+    return report
+
+
+class _LazyLines:
+    """A binary file as iter_events reads its ``data``: ``data.split(b"\\n")`` gives the
+    lines, here one at a time instead of all at once."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def split(self, sep: bytes) -> Iterator[bytes]:
+        if sep != b"\n":
+            raise ValueError("only b'\\n' lines")
+        for raw in self._f:
+            yield raw[:-1] if raw.endswith(b"\n") else raw
+
+
+def iter_file_events(path: str) -> Iterator[dict]:
+    """format.iter_events over a file read a line at a time (header first), so that a
+    guest-scale trace is never held in memory. Same events, same errors."""
+    from gmemlab.errors import InputError
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
+    with f:
+        yield from iter_events(_LazyLines(f), path)  # type: ignore[arg-type]
