@@ -328,3 +328,17 @@ def test_guest_read_of_ciphertext_is_not_plaintext():
                   attrs(0, 1, "shared"), gread(0, private=False))
     assert outs[-1] == {"ok": True, "value": None}
     assert GARBAGE != STALE
+
+
+def test_assumption_names_are_registered_and_used():
+    import os
+    import re
+
+    from gmemlab.model.assumptions import ASSUMPTIONS
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gmemlab")
+    used = set()
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".py") and f != "assumptions.py":
+                used |= set(re.findall(r"\bA-[a-z0-9-]+[a-z0-9]", open(os.path.join(d, f)).read()))
+    assert used == set(ASSUMPTIONS)

@@ -1,0 +1,40 @@
+"""Where the kernel is silent or disputed, the model decides; each decision has a name.
+
+Code comments mark each place with its name (``Assumption A-...``); a test checks that
+every name used in the code is listed here and every listed name is used.
+"""
+
+ASSUMPTIONS: dict[str, str] = {
+    "A-init": "Zeroing a folio that holds no data yet (not up to date) is initialization, "
+              "not 'writing a private page's contents': every series zeroes on the guest fault "
+              "(kvm_gmem_get_pfn), v8 also in populate.",
+    "A-direct-map": "With NO_DIRECT_MAP (a separate series), a folio leaves the direct map when "
+                    "allocated as private or converted to private, and returns on conversion to "
+                    "shared (the seed's 'direct map removal/restoration' as part of conversion).",
+    "A-one-gmem": "A trace follows one guest_memfd; a second successful create_gmem replaces it.",
+    "A-pin-all-or-nothing": "A pin that meets a private page (GUP refused: EFAULT) takes no "
+                            "references at all.",
+    "A-unpin-orphan": "Unpinning a page with no modelled reference is a no-op (the reference may "
+                      "hold a folio that was punched away).",
+    "A-punch-drops-pins": "References on a punched folio no longer count against the index: "
+                          "they hold the detached folio.",
+    "A-sw-no-launch": "sw_protected VMs have no launch ioctls: populate and finalize are ENOTTY "
+                      "(KVM_MEMORY_ENCRYPT_OP without mem_enc_ioctl).",
+    "A-snp-launch-state": "SNP refuses LAUNCH_UPDATE/LAUNCH_FINISH after LAUNCH_FINISH with EINVAL, "
+                          "as proposed in '[PATCH] KVM: SEV: Track SNP launch state and disallow "
+                          "invalid userspace interactions' (mainline has no check; the host can fault).",
+    "A-run-after-launch": "On snp and tdx no vCPU runs before launch is finalized: guest events "
+                          "before finalize get EINVAL (KVM_RUN refused).",
+    "A-shared-access-te-page": "A shared-view guest access to a page the TE holds while KVM tracks it "
+                               "as shared cannot be mapped and exits with KVM_EXIT_MEMORY_FAULT.",
+    "A-sw-accept-noop": "On sw_protected there is nothing to validate or accept: guest_accept is ok.",
+    "A-snp-rmp-fault": "A user-mode access to an RMP-assigned page gets SIGBUS (Michael Roth's proposed "
+                       "handling of user RMP faults; not settled in mainline).",
+    "A-tdx-host-access": "A host read of TD-private memory returns zeros; a host write corrupts the "
+                         "page for the TD (poison), with no machine check for the host (no "
+                         "partial-write erratum).",
+    "A-tdx-clear": "After TDH.MEM.PAGE.REMOVE (conversion to shared) the page reads as zero; mainline "
+                   "clears explicitly only on parts with the partial-write erratum.",
+    "A-goal": "'Launched and running' (no_stuck_state's goal) is: launch finalized (snp, tdx) and no "
+              "page the TE holds while KVM tracks it as shared.",
+}
