@@ -30,11 +30,14 @@ def _knob_options(p: argparse.ArgumentParser) -> None:
                    help="the v9 alternative: a NULL-source populate of a page not up to date is EOPNOTSUPP")
     g.add_argument("--convert-after-populate", action="store_true",
                    help="populate-converts: the TE takes the page before the conversion (literal call proposal)")
+    g.add_argument("--huge-folios", action="store_true",
+                   help="one huge folio backs the file: report whether launch keeps it intact")
 
 
 def _knobs(args) -> dict:
     return {"refuse_unprepared_populate": args.refuse_unprepared_populate,
-            "convert_after_populate": args.convert_after_populate}
+            "convert_after_populate": args.convert_after_populate,
+            "huge_folios": args.huge_folios}
 
 
 def _emit(text: str, out_path: str | None = None) -> None:

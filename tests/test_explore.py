@@ -162,3 +162,11 @@ def test_three_pages_snp():
     for proposal in ("private-first", "userspace-converts"):
         x = explored(proposal, "snp", "v8", 3)
         assert x.holds("private_not_pinned")
+
+
+def test_huge_folio_metric_follows_the_seed():
+    # seed-000.txt: prep'ing while shared splits the huge page; private-first can keep it.
+    t = compare("snp", "v8", Bounds(pages=2), knobs={"huge_folios": True})
+    kept = {c.proposal: c.to_json()["huge_folio_kept"] for c in t.columns}
+    assert kept == {"private-first": True, "populate-converts": False, "userspace-converts": False}
+    assert compare("snp", "v8", Bounds(pages=1), proposals=("private-first",)).columns[0].to_json()["huge_folio_kept"] is None

@@ -86,6 +86,14 @@ def error_channels(x: Exploration) -> dict[str, list[str]]:
     return {op: sorted(marks) for op, marks in sorted(seen.items())}
 
 
+def huge_folio_kept(x: Exploration) -> bool | None:
+    """With the huge_folios knob: can launch complete with the huge folio intact?"""
+    if not x.config.huge_folios or not x.config.has_te:
+        return None
+    v = x.bounds.host_value
+    return any(s.huge and launch_complete(x.config, s, v) for s in x.states)
+
+
 @dataclass
 class Column:
     proposal: str
@@ -104,7 +112,8 @@ class Column:
                            "vacuous": p.pair not in x.witnesses}
         return {"proposal": self.proposal, "states": len(x.states), "transitions": x.transitions,
                 "seconds": round(x.seconds, 3), "invariants": inv,
-                "calls_to_launch": self.calls_to_launch, "error_channels": self.errors}
+                "calls_to_launch": self.calls_to_launch, "huge_folio_kept": huge_folio_kept(x),
+                "error_channels": self.errors}
 
 
 @dataclass

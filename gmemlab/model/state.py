@@ -20,7 +20,7 @@ from typing import NamedTuple
 from gmemlab.errors import UsageError
 
 PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
-KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series")
+KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series", "huge_folios")
 PLATFORMS = ("sw_protected", "snp", "tdx")
 SERIES = ("v5", "v7", "v8")
 
@@ -74,6 +74,7 @@ class VmState(NamedTuple):
     gmem_flags: frozenset = frozenset()  # KVM_CREATE_GUEST_MEMFD flags of the live file
     pages: tuple = ()                    # tuple[Page, ...], index = offset // page_size
     finalized: bool = False              # KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM done
+    huge: bool = False                   # with the huge_folios knob: one huge folio still backs every page
 
     def replace_pages(self, changes: dict) -> "VmState":
         """A copy with pages[i] = changes[i] for each i."""
@@ -111,6 +112,9 @@ class Config:
     # Knob: the NO_DIRECT_MAP series ("guest_memfd: Add NO_DIRECT_MAP flag", a separate
     # series) is applied. Without it KVM_CREATE_GUEST_MEMFD refuses the flag (EINVAL).
     no_direct_map_series: bool = False
+    # Knob: the file is backed by one huge folio (HugeTLB / THP support in the in-place
+    # conversion work). A metric, not a rule of the uAPI: see step.huge_folio_rule.
+    huge_folios: bool = False
 
     def __post_init__(self):
         for name, value, known in (("proposal", self.proposal, PROPOSALS),
@@ -132,7 +136,7 @@ class Config:
         return "/".join([self.proposal, self.platform, self.series] + knobs)
 
 
-def fresh_gmem(npages: int, flags: frozenset) -> VmState:
+def fresh_gmem(npages: int, flags: frozenset, huge: bool = False) -> VmState:
     """The state right after KVM_CREATE_GUEST_MEMFD succeeded.
 
     Every index starts shared with INIT_SHARED, private without it (DOMAIN.md uAPI
@@ -140,4 +144,4 @@ def fresh_gmem(npages: int, flags: frozenset) -> VmState:
     does (selftests before_allocation_shared / _private).
     """
     page = Page(private="INIT_SHARED" not in flags)
-    return VmState(created=True, gmem_flags=frozenset(flags), pages=(page,) * npages)
+    return VmState(created=True, gmem_flags=frozenset(flags), pages=(page,) * npages, huge=huge)

@@ -113,7 +113,7 @@ def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
         return Result(s, ret("EINVAL"))
     if "NO_DIRECT_MAP" in flags and not cfg.no_direct_map_series:
         return Result(s, ret("EINVAL"))  # an unknown flag without that series
-    return Result(fresh_gmem(size // cfg.page_size, flags), ret(0))
+    return Result(fresh_gmem(size // cfg.page_size, flags, huge=cfg.huge_folios), ret(0))
 
 
 def _v5_mode(cfg: Config, flags: tuple) -> str | None:
@@ -464,9 +464,29 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
 }
 
 
+def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
+    """Whether the huge folio survives the step (knob huge_folios; a metric).
+
+    A huge folio must be split when its pages stop sharing one attribute, when the TE
+    takes a page of it while KVM tracks it as shared ("prep'ing/encrypting everything
+    while it's in a shared state means gmem will split the hugepage", seed-000.txt), and
+    when a hole is punched into part of it. Converting or populating it whole keeps it.
+    """
+    s = r.state
+    pages = s.pages
+    split = (len({p.private for p in pages}) > 1
+             or any(p.te != TE_NONE and not p.private for p in pages)
+             or (ev["op"] == "punch_hole" and r.outcome.get("ret") == 0 and pre.pages != pages
+                 and any(p.allocated for p in pages)))
+    return r._replace(state=s._replace(huge=False)) if split else r
+
+
 def step(cfg: Config, s: VmState, ev: dict) -> Result:
     """Apply one event. Ops other than create_gmem need a live guest_memfd (EBADF)."""
     op = ev["op"]
     if not s.created and op != "create_gmem":
         return Result(s, ret("EBADF"))
-    return OPS[op](cfg, s, ev)
+    r = OPS[op](cfg, s, ev)
+    if r.state.huge:
+        r = huge_folio_rule(s, ev, r)
+    return r

@@ -146,6 +146,9 @@ def compare_text(table) -> str:
     out.append(row("transitions", [f"{c.exploration.transitions:,}" for c in cols]))
     out.append(row("calls to launch", [c.calls_to_launch if c.calls_to_launch is not None else "-"
                                        for c in cols]))
+    kept = [c.to_json()["huge_folio_kept"] for c in cols]
+    if any(k is not None for k in kept):
+        out.append(row("huge folio kept at launch", ["-" if k is None else ("yes" if k else "no") for k in kept]))
     for p in ALWAYS:
         out.append(row(p.name, [_cell(c, p.name) for c in cols]))
     out.append("")
