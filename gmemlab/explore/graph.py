@@ -18,6 +18,7 @@ from typing import Callable
 from gmemlab.explore.bfs import Exploration
 from gmemlab.invariants import ALWAYS
 from gmemlab.model.state import TE_NAMES, VmState, content_name
+from gmemlab.outcome import outcome_text
 
 
 def _nx():
@@ -53,18 +54,6 @@ def projection_label(key) -> str:
     return text + (" [fin]" if fin else "")
 
 
-def short_outcome(out: dict) -> str:
-    if "ret" in out:
-        r = str(out["ret"])
-        if "done" in out:
-            r += f" done={out['done']}"
-        return r
-    for k in ("signal", "exit", "exception"):
-        if k in out:
-            return out[k]
-    return "ok"
-
-
 def _broken(x: Exploration, s: VmState) -> list[str]:
     return [p.name for p in ALWAYS if p.on_state is not None and not p.on_state(x.config, s)]
 
@@ -84,7 +73,7 @@ def full_graph(x: Exploration, max_nodes: int = 5000):
         if sid == tid:
             continue
         ev = x.actions[a]
-        g.add_edge(sid, tid, ops=[ev["op"]], outcomes=[short_outcome(x.outcome(sid, a))], count=1)
+        g.add_edge(sid, tid, ops=[ev["op"]], outcomes=[outcome_text(x.outcome(sid, a))], count=1)
     return g
 
 

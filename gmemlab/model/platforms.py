@@ -46,13 +46,14 @@ class Platform:
         raise AssertionError("sw_protected pages are never TE-private")
 
 
-class Snp(Platform):
-    name = "snp"
+class TrustedPlatform(Platform):
+    """What SNP and TDX share; the subclasses set the differences as data."""
+
     has_te = True
-    populate_ioctl = "KVM_SEV_SNP_LAUNCH_UPDATE"
-    guest_exception = "#VC"  # access to a page not PVALIDATEd: #VC (VMM communication exception)
-    # v5: ZERO to shared; PRESERVE only to private and only before the VM is finalized.
-    v5_modes = {("ZERO", False), ("PRESERVE", True)}
+    readd_errno = "EIO"          # post_populate on a page the TE already holds
+    content_after_removal = GARBAGE  # what the host sees once the TE lets the page go
+    accept_zeroes = False        # whether the guest's validate/accept clears the page
+    v5_modes = {("ZERO", False), ("PRESERVE", True)}  # v5: ZERO to shared; PRESERVE to private, before finalize
 
     def supports_mode(self, mode, to_private, finalized):
         if mode == "PRESERVE" and finalized:
@@ -60,14 +61,46 @@ class Snp(Platform):
         return (mode, to_private) in self.v5_modes
 
     def post_populate(self, page, src_value):
-        # sev_gmem_post_populate: rmp_make_private + SNP_LAUNCH_UPDATE, which encrypts
-        # the page in place with the guest key and extends the launch digest. A page whose
-        # RMP entry is already assigned is refused with EEXIST before rmp_make_private
-        # (arch/x86/kvm/svm/sev.c); snp_launch_update reports it as EIO when it is first.
         if page.te != TE_NONE:
-            return page, "EEXIST"
+            return page, self.readd_errno
         content = page.content if src_value is None else src_value
         return page._replace(content=content, uptodate=True, te=TE_VALID, measured=True), None
+
+    def prepare(self, page):
+        # The first private guest fault hands the page to the TE, not yet usable by the
+        # guest: SNP sev_gmem_prepare (rmp_make_private: assigned, not validated; the guest
+        # sees host-written bytes through its own key), TDX TDH.MEM.PAGE.AUG (PENDING until
+        # TDG.MEM.PAGE.ACCEPT).
+        if page.te != TE_NONE:
+            return page
+        return page._replace(te=TE_PENDING, content=GARBAGE)
+
+    def invalidate(self, page):
+        # Conversion to shared / freeing: the TE lets the page go; a page it never held
+        # keeps its plaintext.
+        if page.te == TE_NONE:
+            return page
+        return page._replace(te=TE_NONE, content=self.content_after_removal)
+
+    def accept(self, page):
+        if page.te == TE_VALID:
+            return page  # SNP PVALIDATE: FAIL_UNCHANGED; TDX: already accepted
+        return page._replace(te=TE_VALID, content=ZERO if self.accept_zeroes else page.content)
+
+
+class Snp(TrustedPlatform):
+    name = "snp"
+    populate_ioctl = "KVM_SEV_SNP_LAUNCH_UPDATE"
+    guest_exception = "#VC"  # access to a page not PVALIDATEd: #VC (VMM communication exception)
+    # sev_gmem_post_populate: rmp_make_private + SNP_LAUNCH_UPDATE, which encrypts the
+    # page in place with the guest key and extends the launch digest. A page whose RMP
+    # entry is already assigned is refused with EEXIST before rmp_make_private
+    # (arch/x86/kvm/svm/sev.c); snp_launch_update reports it as EIO when it is first.
+    readd_errno = "EEXIST"
+    # sev_gmem_invalidate: the RMP entry goes back to hypervisor-owned; the host now sees
+    # the guest's ciphertext.
+    content_after_removal = GARBAGE
+    accept_zeroes = False  # PVALIDATE does not change contents
 
     def populate_ret(self, err, done):
         # snp_launch_update: a negative count from kvm_gmem_populate becomes -EIO whatever
@@ -77,78 +110,33 @@ class Snp(Platform):
             return "EIO"
         return 0
 
-    def prepare(self, page):
-        # sev_gmem_prepare: rmp_make_private on the first private fault; the page is
-        # assigned but not validated, and the guest sees host-written bytes through its
-        # own key, i.e. not the plaintext.
-        if page.te != TE_NONE:
-            return page
-        return page._replace(te=TE_PENDING, content=GARBAGE)
-
-    def invalidate(self, page):
-        # sev_gmem_invalidate: the RMP entry goes back to hypervisor-owned; the host now
-        # sees the guest's ciphertext. A page never assigned keeps its plaintext.
-        if page.te == TE_NONE:
-            return page
-        return page._replace(te=TE_NONE, content=GARBAGE)
-
-    def accept(self, page):
-        # PVALIDATE does not change contents. Launch-populated pages come validated.
-        return page._replace(te=TE_VALID)
-
     def host_touch_te_private(self, page, write):
         # A user access to an RMP-assigned page raises an RMP #PF. Assumption
-        # A-snp-rmp-fault: the offender gets SIGBUS, as Michael Roth's "x86/fault: Add
-        # helper for dumping RMP entries"-era patch to signal user RMP faults proposed
-        # (mainline's handling of user RMP faults is not settled; a kernel access oopses).
+        # A-snp-rmp-fault: the offender gets SIGBUS, as Michael Roth's proposed handling
+        # of user RMP faults would do (mainline's handling is not settled; a kernel
+        # access oopses).
         return page, {"signal": "SIGBUS"}
 
 
-class Tdx(Platform):
+class Tdx(TrustedPlatform):
     name = "tdx"
-    has_te = True
     populate_ioctl = "KVM_TDX_INIT_MEM_REGION"
     guest_exception = "#VE"  # access to a PENDING page: EPT violation reflected as #VE
-    v5_modes = {("ZERO", False), ("PRESERVE", True)}
-
-    supports_mode = Snp.supports_mode
-
-    def post_populate(self, page, src_value):
-        # tdx_gmem_post_populate: TDH.MEM.PAGE.ADD (in place when the source is NULL,
-        # "KVM: TDX: Make source page optional..." in v8; a copy by the TDX module
-        # otherwise) and TDH.MR.EXTEND. Adding a page the S-EPT already maps: any result of
-        # kvm_tdp_mmu_map_private_pfn other than "fixed" is EIO (kernels before 6.20 said
-        # EEXIST from the generic up-to-date check).
-        if page.te != TE_NONE:
-            return page, "EIO"
-        content = page.content if src_value is None else src_value
-        return page._replace(content=content, uptodate=True, te=TE_VALID, measured=True), None
+    # tdx_gmem_post_populate: TDH.MEM.PAGE.ADD (in place when the source is NULL, "KVM:
+    # TDX: Make source page optional..." in v8; a copy by the TDX module otherwise) and
+    # TDH.MR.EXTEND. Adding a page the S-EPT already maps: any result of
+    # kvm_tdp_mmu_map_private_pfn other than "fixed" is EIO (kernels before 6.20 said
+    # EEXIST from the generic up-to-date check).
+    readd_errno = "EIO"
+    # TDH.MEM.PAGE.REMOVE. Assumption A-tdx-clear: the page reads as zero afterwards
+    # (mainline clears explicitly only on parts with the partial-write erratum).
+    content_after_removal = ZERO
+    accept_zeroes = True  # TDG.MEM.PAGE.ACCEPT initializes the page to zero (TDX module ABI)
 
     def populate_ret(self, err, done):
         # KVM_TDX_INIT_MEM_REGION works a page at a time and returns the failing page's
         # errno, with gpa/nr_pages advanced past the pages done (DOMAIN.md Populate).
         return err if err is not None else 0
-
-    def prepare(self, page):
-        # TDH.MEM.PAGE.AUG: the page enters the S-EPT PENDING; contents appear only after
-        # the guest's TDG.MEM.PAGE.ACCEPT, which zeroes the page.
-        if page.te != TE_NONE:
-            return page
-        return page._replace(te=TE_PENDING, content=GARBAGE)
-
-    def invalidate(self, page):
-        # TDH.MEM.PAGE.REMOVE. Modelling assumption A-tdx-clear: the page's contents are
-        # treated as zero afterwards (mainline clears explicitly only on parts with the
-        # partial-write erratum).
-        if page.te == TE_NONE:
-            return page
-        return page._replace(te=TE_NONE, content=ZERO)
-
-    def accept(self, page):
-        # TDG.MEM.PAGE.ACCEPT initializes the page to zero (TDX module ABI), once.
-        if page.te == TE_VALID:
-            return page
-        return page._replace(te=TE_VALID, content=ZERO)
 
     def host_touch_te_private(self, page, write):
         # A host-key read of a TD-owned line returns all zeros (TDX module spec, "memory

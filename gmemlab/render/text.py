@@ -6,6 +6,7 @@ import json
 import textwrap
 
 from gmemlab.invariants import PROPERTIES
+from gmemlab.outcome import outcome_text, value_text as _value
 
 WIDTH = 72
 
@@ -74,26 +75,6 @@ def call_text(ev: dict) -> str:
     proc = ev.get("process", "vmm")
     who = "" if proc == "vmm" or not op.startswith(("host", "pin", "unpin")) else f"[{proc}] "
     return f"{who}{op}({', '.join(args)})"
-
-
-def _value(v) -> str:
-    if v is None:
-        return "?"
-    return repr(chr(v)) if 0x21 <= v <= 0x7E else str(v)
-
-
-def outcome_text(out: dict) -> str:
-    if "ret" in out:
-        r = "0" if out["ret"] == 0 else str(out["ret"])
-        if "error_offset" in out:
-            r += f" error_offset={_hex(out['error_offset'])}"
-        if "done" in out:
-            r += f" done={out['done']}"
-        return r
-    for k in ("signal", "exit", "exception"):
-        if k in out:
-            return out[k]
-    return "ok" + (f" value={_value(out['value'])}" if "value" in out else "")
 
 
 def steps_text(events: list[dict], indent: str = "  ") -> str:
