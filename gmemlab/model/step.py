@@ -246,6 +246,8 @@ def pin(cfg: Config, s: VmState, ev: dict) -> Result:
 def unpin(cfg: Config, s: VmState, ev: dict) -> Result:
     """Drop one extra reference per page. Assumption A-unpin-orphan: a page with no
     modelled pin is a no-op (its reference may belong to a folio punched away)."""
+    if "MMAP" not in s.gmem_flags:
+        return Result(s, ret("ENODEV"))  # nothing could have been pinned through an mmap
     span = _covered(cfg, s, ev["offset"], ev["size"])
     if span is None:
         return Result(s, ret("EINVAL"))

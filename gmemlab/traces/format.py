@@ -238,8 +238,13 @@ def _json(text: str) -> Any:
         raise _Bad("not JSON: nested too deeply") from None
 
 
-def iter_lines(data: bytes | str, path: str) -> Iterator[tuple[int, str]]:
-    """Numbered text lines of a file's bytes; refuses what is not UTF-8 text."""
+def iter_lines(data: Any, path: str) -> Iterator[tuple[int, str]]:
+    """Numbered text lines of a file's bytes (or a binary file, read a line at a time);
+    refuses what is not UTF-8 text."""
+    if not isinstance(data, (bytes, str)):
+        raws: Iterable[bytes] = (raw[:-1] if raw.endswith(b"\n") else raw for raw in data)
+    elif isinstance(data, bytes):
+        raws = data.split(b"\n")
     if isinstance(data, str):
         lines: Iterable[Any] = data.split("\n")
         for n, line in enumerate(lines, 1):
@@ -247,7 +252,7 @@ def iter_lines(data: bytes | str, path: str) -> Iterator[tuple[int, str]]:
                 raise InputError(path, n, "binary data (NUL byte): not a text file")
             yield n, line.rstrip("\r")
         return
-    for n, raw in enumerate(data.split(b"\n"), 1):
+    for n, raw in enumerate(raws, 1):
         if b"\x00" in raw:
             raise InputError(path, n, "binary data (NUL byte): not a text file")
         try:
@@ -257,8 +262,11 @@ def iter_lines(data: bytes | str, path: str) -> Iterator[tuple[int, str]]:
         yield n, line.rstrip("\r")
 
 
-def iter_events(data: bytes | str, path: str = "<trace>") -> Iterator[Any]:
-    """Yield the header first, then each event, streaming (for guest-scale traces)."""
+def iter_events(data: Any, path: str = "<trace>") -> Iterator[Any]:
+    """Yield the header first, then each event, streaming (for guest-scale traces).
+
+    ``data`` is the file's bytes, its text, or a binary file object.
+    """
     header = None
     for n, line in iter_lines(data, path):
         s = line.strip()
@@ -285,6 +293,17 @@ def loads(data: bytes | str, path: str = "<trace>") -> tuple[dict, list[dict]]:
     it = iter_events(data, path)
     header = next(it)
     return header, list(it)
+
+
+def iter_file(path: str) -> Iterator[Any]:
+    """iter_events over the file at path, read a line at a time: a guest-scale trace
+    is never held in memory."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
+    with f:
+        yield from iter_events(f, path)
 
 
 def load(path: str) -> tuple[dict, list[dict]]:

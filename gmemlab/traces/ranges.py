@@ -28,6 +28,10 @@ step function of gmemlab.model.step, on a small compressed VmState:
    re-implemented here. create_gmem, which names no pages, gets a size with the same
    sign, alignment and zero-ness (size % page_size, or one page when aligned), and the
    new file is one run of what step made of its one page.
+   One rule of step() reads the whole file: with the huge_folios knob, while the huge
+   folio is intact, step.huge_folio_rule asks which page values the file holds. While
+   that can apply, the compressed state starts with one page of every value found
+   outside the window (RangeEngine._context); no event reaches them.
 4. Back to real coordinates: error_offset (a compressed address) maps back through the
    same table (the real offset of that run's first page); populate's "done" becomes the
    real number of pages of the compressed pages completed; the compressed post pages
@@ -66,7 +70,7 @@ from typing import Iterable, Iterator
 from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
 from gmemlab.model.step import step
-from gmemlab.traces.format import iter_events
+from gmemlab.traces.format import iter_file
 from gmemlab.traces.replay import CHECKED, Report, mismatch, outcome_json
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
@@ -150,6 +154,9 @@ class RunMap:
         mins, n = self._mins, self.n
         bl = bisect_right(mins, lo - 1 if lo else 0) - 1       # holds the run before lo
         br = bisect_right(mins, hi if hi < n else hi - 1) - 1  # holds the run after hi
+        if bl == br and (len(self._starts[bl]) >= BLOCK // 2 or len(mins) == 1):
+            self._assign_in_block(bl, lo, hi, new)
+            return
         if sum(len(self._starts[b]) for b in range(bl, br + 1)) < BLOCK // 2:
             # Keep blocks from shrinking to nothing: take a neighbour block along.
             if br + 1 < len(mins):
@@ -188,6 +195,35 @@ class RunMap:
         self._pages[bl:br + 1] = cg
         self._mins[bl:br + 1] = [c[0] for c in cs]
 
+    def _assign_in_block(self, b: int, lo: int, hi: int, new: list[tuple[int, Page]]) -> None:
+        """assign() when the runs around [lo, hi) all sit in block b: edit it in place."""
+        S, G = self._starts[b], self._pages[b]
+        i0 = bisect_right(S, lo) - 1
+        i1 = bisect_right(S, hi - 1) - 1
+        ns = [s for s, _ in new]
+        ng = [p for _, p in new]
+        p1 = i0
+        if S[i0] < lo:  # the run before lo keeps its part left of lo
+            ns.insert(0, S[i0])
+            ng.insert(0, G[i0])
+            p1 += 1
+        end1 = S[i1 + 1] if i1 + 1 < len(S) else (self._mins[b + 1] if b + 1 < len(self._mins) else self.n)
+        if end1 > hi:  # the run at hi - 1 keeps its part from hi on
+            ns.append(hi)
+            ng.append(G[i1])
+        S[i0:i1 + 1] = ns
+        G[i0:i1 + 1] = ng
+        p2 = p1 + len(new)
+        for k in (p2, p1):  # the two seams, right one first so p1 stays valid
+            if 0 < k < len(S) and G[k] == G[k - 1]:
+                del S[k], G[k]
+        if len(S) > 2 * BLOCK:
+            half = len(S) // 2
+            self._starts[b + 1:b + 1] = [S[half:]]
+            self._pages[b + 1:b + 1] = [G[half:]]
+            self._mins.insert(b + 1, S[half])
+            del S[half:], G[half:]
+
     def expand(self) -> tuple:
         """Every page, as the page-level VmState holds them."""
         out: list[Page] = []
@@ -197,25 +233,27 @@ class RunMap:
 
 
 class RunState:
-    """The final state of a range replay (Report.state): the VM-wide fields and the runs.
+    """The final state of a range replay (Report.state): the VM-wide fields (a VmState
+    without pages, ``shell``) and the runs. ``expand()`` gives the page-level VmState."""
 
-    ``expand()`` gives the page-level VmState (for small files).
-    """
+    def __init__(self, shell: VmState, runmap: RunMap):
+        self.shell, self.runmap = shell, runmap
 
-    def __init__(self, created: bool, gmem_flags: frozenset, finalized: bool, runmap: RunMap):
-        self.created, self.gmem_flags, self.finalized = created, gmem_flags, finalized
-        self.runmap = runmap
+    def __getattr__(self, name):  # created, gmem_flags, finalized, ...: the VM-wide fields
+        if name in VmState._fields and name != "pages":
+            return getattr(self.shell, name)
+        raise AttributeError(name)
 
     @property
     def npages(self) -> int:
         return self.runmap.n
 
     def expand(self) -> VmState:
-        return VmState(self.created, self.gmem_flags, self.runmap.expand(), self.finalized)
+        return self.shell._replace(pages=self.runmap.expand())
 
     def __repr__(self) -> str:
-        return (f"RunState(created={self.created}, gmem_flags={sorted(self.gmem_flags)}, "
-                f"finalized={self.finalized}, pages={self.npages}, runs={len(self.runmap)})")
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.shell._asdict().items() if k != "pages")
+        return f"RunState({fields}, npages={self.npages}, runs={len(self.runmap)})"
 
 
 _STATE_PROPS = [p for p in ALWAYS if p.on_state is not None]
@@ -231,7 +269,7 @@ class RangeEngine:
 
     def __init__(self, cfg: Config, state: VmState = VmState()):
         self.cfg = cfg
-        self.created, self.gmem_flags, self.finalized = state.created, state.gmem_flags, state.finalized
+        self.vm = state._replace(pages=())  # the VM-wide fields
         self._intern: dict[Page, Page] = {}
         self.map = RunMap.from_pages(self._canon(p) for p in state.pages)
         self._recount()
@@ -250,7 +288,7 @@ class RangeEngine:
         return self.map.page(index)
 
     def run_state(self) -> RunState:
-        return RunState(self.created, self.gmem_flags, self.finalized, self.map)
+        return RunState(self.vm, self.map)
 
     def state_holds(self) -> list[bool]:
         """For each state invariant (in ALWAYS order): does the whole state satisfy it?"""
@@ -259,7 +297,7 @@ class RangeEngine:
     # --- bookkeeping ------------------------------------------------------------------
 
     def _shell(self, pages: tuple = ()) -> VmState:
-        return VmState(self.created, self.gmem_flags, pages, self.finalized)
+        return self.vm._replace(pages=pages)
 
     def _canon(self, page: Page) -> Page:
         return self._intern.setdefault(page, page)
@@ -273,20 +311,41 @@ class RangeEngine:
         return m
 
     def _recount(self) -> None:
-        """Count, per state invariant, the pages that break it (the VM-wide context changed)."""
+        """Count, per state invariant, the pages that break it (the VM-wide context changed);
+        take the census of page values while a whole-file rule can apply (see _context)."""
         self._masks: dict[Page, int] = {}
         shell = self._shell()
         self._base_ok = [p.on_state(self.cfg, shell) for p in _STATE_PROPS]
         self._bad = [0] * len(_STATE_PROPS)
+        self._census: dict[Page, int] | None = {} if getattr(self.vm, "huge", False) else None
         for a, e, page in self.map.runs():
             m = self._mask(page)
             if m:
                 self._count(m, e - a)
+            if self._census is not None:
+                self._census[page] = self._census.get(page, 0) + e - a
 
     def _count(self, mask: int, n: int) -> None:
         for i in range(len(self._bad)):
             if mask >> i & 1:
                 self._bad[i] += n
+
+    def _context(self, cs=(), ce=(), cp=()) -> tuple:
+        """One page of every value held outside the window [cs[0], ce[-1]).
+
+        step() is local (an event reads and writes only the pages it names) except for
+        one whole-file rule: with the huge_folios knob, while the huge folio is intact
+        (VmState.huge), step.huge_folio_rule looks at every page (is there more than one
+        attribute? a TE-held shared page? anything allocated?). Such a rule depends on
+        which page values the file holds, not on where or how often, so while VmState.huge
+        is set the compressed state starts with one page of each value found outside the
+        window; events never reach them (they sit before the window)."""
+        if self._census is None:
+            return ()
+        inside: dict[Page, int] = {}
+        for k, page in enumerate(cp):
+            inside[page] = inside.get(page, 0) + ce[k] - cs[k]
+        return tuple(p for p, c in self._census.items() if c > inside.get(p, 0))
 
     # --- one event --------------------------------------------------------------------
 
@@ -299,34 +358,39 @@ class RangeEngine:
         end = off + (1 if size is None else size)
         lo = min(off // ps, n)
         hi = max(lo, min(-(-end // ps), n))
-        cs: list[int] = []   # compressed page k stands for real pages [cs[k], ce[k])
-        ce: list[int] = []
-        cp: list[Page] = []
-        for a, e, page in self.map.runs(lo, hi):
-            cs.append(a)
-            ce.append(a + 1)
-            cp.append(page)
-            if e - a > 1:
-                cs.append(a + 1)
-                ce.append(e)
+        # window page k stands for real pages [cs[k], ce[k])
+        if hi - lo == 1:  # one page (every access): no tail
+            cs, ce, cp = [lo], [hi], [self.map.page(lo)]
+        else:
+            cs, ce, cp = [], [], []
+            for a, e, page in self.map.runs(lo, hi):
+                cs.append(a)
+                ce.append(a + 1)
                 cp.append(page)
+                if e - a > 1:
+                    cs.append(a + 1)
+                    ce.append(e)
+                    cp.append(page)
         K = len(cp)
+        ctx = self._context(cs, ce, cp)
+        c = len(ctx)  # compressed page c + k is window page k
 
         def cmap(addr: int) -> int:
             p, r = divmod(addr, ps)
             k = bisect_right(cs, p) - 1 if p < hi else K + max(0, p - n)
-            return k * ps + r
+            return (c + k) * ps + r
 
         def unmap(addr: int) -> int:
             k, r = divmod(addr, ps)
-            p = cs[k] if k < K else (hi if k == K else n + (k - K))
+            k -= c
+            p = cs[k] if 0 <= k < K else (hi if k == K else n + (k - K))
             return p * ps + r
 
         ev_c = dict(ev)
         ev_c["offset"] = o_c = cmap(off)
         if size is not None:
             ev_c["size"] = cmap(off + size) - o_c
-        pre = self._shell(tuple(cp))
+        pre = self._shell(ctx + tuple(cp))
         post, out_c, effects = step(cfg, pre, ev_c)
         outcome = out_c
         if "error_offset" in out_c or "done" in out_c:
@@ -337,10 +401,10 @@ class RangeEngine:
                 d = out_c["done"]
                 outcome["done"] = ce[d - 1] - cs[0] if d else 0
         if post is not pre:
-            if len(post.pages) != K:
-                raise AssertionError(f"{ev['op']} changed the number of pages")
+            if len(post.pages) != c + K or post.pages[:c] != ctx:
+                raise AssertionError(f"{ev['op']} touched pages outside its range")
             if post.pages != pre.pages:
-                self._write_back(lo, hi, cs, ce, cp, post.pages)
+                self._write_back(lo, hi, cs, ce, cp, post.pages[c:])
             self._vm_fields(post)
         return outcome, effects, Transition(pre, ev_c, out_c, post, effects)
 
@@ -350,38 +414,50 @@ class RangeEngine:
         if ev["op"] == "create_gmem":
             size, ps = ev["size"], self.cfg.page_size
             ev_c = dict(ev, size=(size % ps) or (ps if size else 0))
-        pre = self._shell()
+            ctx: tuple = ()
+        else:
+            ctx = self._context()
+        pre = self._shell(ctx)
         post, out, effects = step(self.cfg, pre, ev_c)
         if post is not pre:
-            if ev["op"] == "create_gmem" and post.pages:
+            if ev["op"] == "create_gmem" and post.created and post != pre:
                 if len(post.pages) != 1:
-                    raise AssertionError("create_gmem of one page made more")
+                    raise AssertionError("create_gmem of one page made another number")
                 self.map = RunMap(ev["size"] // self.cfg.page_size, self._canon(post.pages[0]))
-                self.created, self.gmem_flags, self.finalized = post.created, post.gmem_flags, post.finalized
+                self.vm = post._replace(pages=())
                 self._recount()
-            elif post.pages:
+            elif post.pages != ctx:
                 raise AssertionError(f"{ev['op']} without an offset touched pages")
             else:
                 self._vm_fields(post)
         return out, effects, Transition(pre, ev_c, out, post, effects)
 
     def _vm_fields(self, post: VmState) -> None:
-        if (post.created, post.gmem_flags, post.finalized) != (self.created, self.gmem_flags, self.finalized):
-            self.created, self.gmem_flags, self.finalized = post.created, post.gmem_flags, post.finalized
+        vm = post._replace(pages=())
+        if vm != self.vm:
+            self.vm = vm
             self._recount()
 
     def _write_back(self, lo, hi, cs, ce, cp, new_pages) -> None:
         new: list[tuple[int, Page]] = []
         last = None
+        census = self._census
         for k, page in enumerate(new_pages):
             old = cp[k]
             if page is not old and page != old:
                 page = self._canon(page)
+                length = ce[k] - cs[k]
                 mo, mn = self._mask(old), self._mask(page)
                 if mo != mn:
-                    length = ce[k] - cs[k]
                     self._count(mo, -length)
                     self._count(mn, length)
+                if census is not None:
+                    left = census[old] - length
+                    if left:
+                        census[old] = left
+                    else:
+                        del census[old]
+                    census[page] = census.get(page, 0) + length
             else:
                 page = old
             if page != last:
@@ -428,27 +504,6 @@ def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: 
     return report
 
 
-class _LazyLines:
-    """A binary file as iter_events reads its ``data``: ``data.split(b"\\n")`` gives the
-    lines, here one at a time instead of all at once."""
-
-    def __init__(self, f):
-        self._f = f
-
-    def split(self, sep: bytes) -> Iterator[bytes]:
-        if sep != b"\n":
-            raise ValueError("only b'\\n' lines")
-        for raw in self._f:
-            yield raw[:-1] if raw.endswith(b"\n") else raw
-
-
 def iter_file_events(path: str) -> Iterator[dict]:
-    """format.iter_events over a file read a line at a time (header first), so that a
-    guest-scale trace is never held in memory. Same events, same errors."""
-    from gmemlab.errors import InputError
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
-    with f:
-        yield from iter_events(_LazyLines(f), path)  # type: ignore[arg-type]
+    """The events of the trace at path, read a line at a time (header first)."""
+    return iter_file(path)
