@@ -229,8 +229,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     return d
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+_KEY = re.compile(r'"[^"\\]*"\s*:')
+
+
+def _keys(obj: Any) -> int:
+    """How many keys the objects in a parsed JSON value have, all levels."""
+    n = 0
+    if type(obj) is dict:
+        n = len(obj)
+        obj = obj.values()
+    for v in obj:
+        if type(v) is dict or type(v) is list:
+            n += _keys(v)
+    return n
+
+
 def _json(text: str) -> Any:
     try:
+        if "\\" not in text:
+            # Fast path: a plain parse, then duplicate keys are ruled out by counting the
+            # key tokens of the line (the decoder keeps only the last of duplicates).
+            obj = _DECODER.decode(text)
+            if _keys(obj) == len(_KEY.findall(text)):
+                return obj
         return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise _Bad(f"not JSON: {e.msg} at column {e.colno}") from None
