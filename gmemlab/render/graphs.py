@@ -1,0 +1,409 @@
+"""Drawing state graphs: Graphviz's ``dot`` when it is installed, pure Python otherwise.
+
+The graphs come from gmemlab.explore.graph (full_graph, quotient, difference); this
+module only draws them. Both drawings start from one neutral description (boxes,
+arrows, colours, tooltips), so they say the same thing: the DOT text goes to Debian's
+``dot -Tsvg``; without it (or with ``engine="python"``) a small layered layout writes the
+SVG itself. Output is deterministic: the same graph gives the same bytes.
+
+Colours: a state in which some invariant fails is red; in a difference, what only the
+first proposal reaches is blue, what only the second reaches is orange and dashed; an
+initial state has a thick border.
+
+>>> from gmemlab.explore.bfs import Bounds, explore
+>>> from gmemlab.model.state import Config
+>>> x = explore(Config(proposal="private-first", platform="sw_protected"), Bounds(pages=1))
+>>> v = draw(quotient_view(x), engine="python")
+>>> v.engine, v.svg.startswith("<svg")
+('python', True)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from gmemlab.model.state import TE_NAMES
+
+# --- projections for quotient views ---------------------------------------------------
+
+
+def attribute_x_te(s) -> tuple:
+    """Per page: KVM attribute and TE state (the default of gmemlab.explore.graph)."""
+    from gmemlab.explore.graph import attribute_x_te as key
+    return key(s)
+
+
+def host_view(s) -> tuple:
+    """Per page: KVM attribute, and whether the host maps (h) or pins (p) it."""
+    pages = tuple(("P" if p.private else "S") + ("h" if p.mapped else "") + ("p" if p.pins else "")
+                  for p in s.pages)
+    return pages, s.finalized
+
+
+def launch_view(s) -> tuple:
+    """Per page: TE state and whether the launch measured it (m)."""
+    pages = tuple(("P" if p.private else "S") + "/" + TE_NAMES[p.te] + ("/m" if p.measured else "")
+                  for p in s.pages)
+    return pages, s.finalized
+
+
+PROJECTIONS = {
+    "attribute x TE": attribute_x_te,
+    "attribute x host access": host_view,
+    "launch progress": launch_view,
+}
+
+
+# --- a neutral description ------------------------------------------------------------
+
+RED, RED_LINE = "#f6c9c9", "#b22222"
+SIDE_FILL = {"a": "#d6e6ff", "b": "#ffe2bf", "both": "#f2f2f2", None: "#f2f2f2"}
+SIDE_LINE = {"a": "#1f5fbf", "b": "#c06000", "both": "#555555", None: "#555555"}
+FONT = "DejaVu Sans Mono"
+
+
+@dataclass
+class Box:
+    id: str
+    lines: list
+    fill: str
+    line: str
+    bold: bool
+    tooltip: str
+
+
+@dataclass
+class Arrow:
+    src: str
+    dst: str
+    label: str
+    line: str
+    dashed: bool
+    tooltip: str
+
+
+@dataclass
+class Drawing:
+    """What to draw: boxes and arrows, with a title and the names of a difference's sides."""
+
+    title: str
+    boxes: list = field(default_factory=list)
+    arrows: list = field(default_factory=list)
+    names: tuple = ()            # difference: (first proposal, second proposal)
+    kind: str = "graph"          # "full", "quotient" or "difference"
+
+
+def _node_lines(data: dict, count: bool) -> list[str]:
+    lines = [part.strip() for part in str(data.get("label", "")).split(" | ")]
+    if count and data.get("count", 1) > 1:
+        lines.append(f"x{data['count']} states")
+    return lines
+
+
+# Above this many arrows their labels make a drawing unreadable: tooltips only.
+MAX_LABELLED_ARROWS = 40
+
+
+def _describe(g, title: str, kind: str, names: tuple = (), edge_labels: bool = True) -> Drawing:
+    d = Drawing(title=title, names=names, kind=kind)
+    ids = {}
+    for k, (n, data) in enumerate(g.nodes(data=True)):
+        ids[n] = f"n{k}"
+        side = data.get("side")
+        broken = list(data.get("invariants", ()))
+        tip = data.get("label", "")
+        if broken:
+            tip += "\nbreaks: " + ", ".join(broken)
+        if side in ("a", "b") and names:
+            tip += f"\nonly {names[0 if side == 'a' else 1]}"
+        d.boxes.append(Box(ids[n], _node_lines(data, kind != "full"),
+                           RED if broken else SIDE_FILL[side],
+                           RED_LINE if broken else SIDE_LINE[side],
+                           bool(data.get("initial")), tip))
+    merged: dict[tuple, dict] = {}
+    for u, v, data in g.edges(data=True):
+        e = merged.setdefault((ids[u], ids[v]), {"ops": [], "outcomes": [], "side": data.get("side")})
+        for op in data.get("ops", ()):
+            if op not in e["ops"]:
+                e["ops"].append(op)
+        for o in data.get("outcomes", ()):
+            if o not in e["outcomes"]:
+                e["outcomes"].append(o)
+    edge_labels = edge_labels and len(merged) <= MAX_LABELLED_ARROWS
+    for (u, v), e in merged.items():
+        tip = ", ".join(e["ops"]) + (" -> " + ", ".join(e["outcomes"]) if e["outcomes"] else "")
+        label = "\n".join(e["ops"]) if edge_labels else ""
+        d.arrows.append(Arrow(u, v, label, SIDE_LINE[e["side"]], e["side"] == "b", tip))
+    return d
+
+
+def full_view(x, max_nodes: int = 400) -> Drawing:
+    """Every state of an exploration (refuses more than max_nodes: use a quotient)."""
+    from gmemlab.explore.graph import full_graph
+    g = full_graph(x, max_nodes=max_nodes)
+    cfg = x.config
+    return _describe(g, f"{cfg.label()}, {x.bounds.pages} page(s): all {len(x.states)} states",
+                     "full", edge_labels=False)
+
+
+def quotient_view(x, projection: str = "attribute x TE") -> Drawing:
+    """States folded by one of PROJECTIONS; an arrow where some call crosses between folds."""
+    from gmemlab.explore.graph import quotient
+    g = quotient(x, PROJECTIONS[projection])
+    cfg = x.config
+    return _describe(g, f"{cfg.label()}, {x.bounds.pages} page(s): {len(x.states)} states "
+                        f"folded by {projection} into {g.number_of_nodes()}", "quotient")
+
+
+def difference_view(a, b, projection: str = "attribute x TE") -> Drawing:
+    """Two explorations' quotients overlaid: blue only in a, orange only in b."""
+    from gmemlab.explore.graph import difference
+    g = difference(a, b, PROJECTIONS[projection])
+    na, nb = a.config.proposal, b.config.proposal
+    return _describe(g, f"{na} (blue) vs {nb} (orange), {a.config.platform} {a.config.series}, "
+                        f"{a.bounds.pages} page(s), by {projection}", "difference", names=(na, nb))
+
+
+# --- DOT ------------------------------------------------------------------------------
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def dot_source(d: Drawing) -> str:
+    """The drawing as Graphviz DOT text.
+
+    >>> print(dot_source(Drawing("t", [Box("n0", ["S"], "#fff", "#000", True, "S")], [])), end="")
+    digraph gmemlab {
+      graph [rankdir=TB, label="t", labelloc=t, fontname="DejaVu Sans Mono", fontsize=10, nodesep=0.25, ranksep=0.45];
+      node [shape=box, style="rounded,filled", fontname="DejaVu Sans Mono", fontsize=9, margin="0.08,0.04"];
+      edge [fontname="DejaVu Sans Mono", fontsize=7, arrowsize=0.6];
+      n0 [label="S", fillcolor="#fff", color="#000", penwidth=2.5, tooltip="S"];
+    }
+    """
+    out = ["digraph gmemlab {",
+           f"  graph [rankdir=TB, label={_q(d.title)}, labelloc=t, fontname={_q(FONT)}, fontsize=10, "
+           "nodesep=0.25, ranksep=0.45];",
+           f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=9, margin=\"0.08,0.04\"];",
+           f"  edge [fontname={_q(FONT)}, fontsize=7, arrowsize=0.6];"]
+    for b in d.boxes:
+        out.append(f"  {b.id} [label={_q(chr(10).join(b.lines))}, fillcolor={_q(b.fill)}, color={_q(b.line)}, "
+                   f"penwidth={2.5 if b.bold else 1}, tooltip={_q(b.tooltip)}];")
+    for a in d.arrows:
+        attrs = [f"color={_q(a.line)}", f"tooltip={_q(a.tooltip)}"]
+        if a.label:
+            attrs.insert(0, f"label={_q(a.label)}")
+            attrs.append(f"fontcolor={_q(a.line)}")
+        if a.dashed:
+            attrs.append("style=dashed")
+        out.append(f"  {a.src} -> {a.dst} [{', '.join(attrs)}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def dot_binary() -> str | None:
+    """The ``dot`` program, unless GMEMLAB_NO_DOT is set (tests use it to force the fallback)."""
+    if os.environ.get("GMEMLAB_NO_DOT"):
+        return None
+    return shutil.which("dot")
+
+
+_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
+
+
+def run_dot(source: str, binary: str, timeout: float = 120) -> str:
+    """SVG from ``dot -Tsvg``, without the XML prolog and comments (they name the version)."""
+    r = subprocess.run([binary, "-Tsvg"], input=source.encode(), capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"dot failed: {r.stderr.decode(errors='replace').strip()}")
+    svg = r.stdout.decode()
+    svg = _COMMENT.sub("", svg[svg.index("<svg"):])
+    return svg.strip() + "\n"
+
+
+# --- the pure-Python fallback -----------------------------------------------------------
+
+CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 6.2, 12.0, 6.0, 14.0, 46.0
+
+
+def _layers(d: Drawing) -> dict[str, int]:
+    """Breadth-first depth from the initial boxes (then from any box left over)."""
+    succ: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    for a in d.arrows:
+        succ[a.src].append(a.dst)
+    layer: dict[str, int] = {}
+    starts = [b.id for b in d.boxes if b.bold] or [d.boxes[0].id]
+    for start_group in [starts] + [[b.id] for b in d.boxes]:
+        todo = [s for s in start_group if s not in layer]
+        base = 0 if not layer else max(layer.values()) + 1
+        for s in todo:
+            layer[s] = base
+        while todo:
+            nxt = []
+            for u in todo:
+                for v in succ[u]:
+                    if v not in layer:
+                        layer[v] = layer[u] + 1
+                        nxt.append(v)
+            todo = nxt
+    return layer
+
+
+def _size(b: Box) -> tuple[float, float]:
+    return max(len(t) for t in b.lines) * CHAR_W + 2 * PAD, len(b.lines) * LINE_H + 2 * PAD
+
+
+def layout(d: Drawing) -> tuple[dict[str, tuple[float, float, float, float]], float, float]:
+    """Box positions (x, y, w, h) in a layered drawing, and the total width and height."""
+    layer = _layers(d)
+    preds: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    for a in d.arrows:
+        preds[a.dst].append(a.src)
+    rows: dict[int, list[str]] = {}
+    order = {b.id: k for k, b in enumerate(d.boxes)}
+    for b in d.boxes:
+        rows.setdefault(layer[b.id], []).append(b.id)
+    pos_in_row: dict[str, float] = {}
+    for r in sorted(rows):
+        def bary(n, r=r):
+            ps = [pos_in_row[p] for p in preds[n] if p in pos_in_row and layer[p] < r]
+            return (sum(ps) / len(ps) if ps else float("inf"), order[n])
+        rows[r].sort(key=bary)
+        for k, n in enumerate(rows[r]):
+            pos_in_row[n] = k / max(1, len(rows[r]) - 1)
+    sizes = {b.id: _size(b) for b in d.boxes}
+    widths = {r: sum(sizes[n][0] for n in ns) + GAP_X * (len(ns) - 1) for r, ns in rows.items()}
+    total_w = max(widths.values()) + 2 * GAP_X
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    y = 28.0
+    for r in sorted(rows):
+        x = (total_w - widths[r]) / 2
+        h = max(sizes[n][1] for n in rows[r])
+        for n in rows[r]:
+            w, hn = sizes[n]
+            boxes[n] = (x, y + (h - hn) / 2, w, hn)
+            x += w + GAP_X
+        y += h + GAP_Y
+    return boxes, total_w, y - GAP_Y + 16
+
+
+def _f(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _text(x: float, y: float, s: str, size: int = 10, color: str = "#000", anchor: str = "middle") -> str:
+    return (f'<text x="{_f(x)}" y="{_f(y)}" font-family="{FONT}, monospace" font-size="{size}" '
+            f'fill="{color}" text-anchor="{anchor}">{html.escape(s)}</text>')
+
+
+def fallback_svg(d: Drawing) -> str:
+    """An SVG of the drawing without Graphviz: layers by distance from the initial states."""
+    if not d.boxes:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="30"></svg>\n'
+    boxes, width, height = layout(d)
+    width = max(width, len(d.title) * CHAR_W * 1.1 + 2 * GAP_X)
+    colors = sorted({a.line for a in d.arrows})
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_f(width)}pt" height="{_f(height)}pt" '
+           f'viewBox="0 0 {_f(width)} {_f(height)}">', "<defs>"]
+    for k, c in enumerate(colors):
+        out.append(f'<marker id="gml-arrow-{k}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+                   f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>')
+    out.append("</defs>")
+    out.append(f'<rect x="0" y="0" width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>')
+    out.append(_text(width / 2, 16, d.title, 11))
+    for a in d.arrows:
+        x1, y1, w1, h1 = boxes[a.src]
+        x2, y2, w2, h2 = boxes[a.dst]
+        sx, sy = x1 + w1 / 2, y1 + h1
+        tx, ty = x2 + w2 / 2, y2
+        if y2 <= y1:  # same layer or back up: leave from the side, bow outwards
+            sx, sy = x1 + w1, y1 + h1 / 2
+            tx, ty = x2 + w2, y2 + h2 / 2
+            bend = 30 + abs(sy - ty) / 4
+            path = f"M{_f(sx)},{_f(sy)} C{_f(sx + bend)},{_f(sy)} {_f(tx + bend)},{_f(ty)} {_f(tx)},{_f(ty)}"
+            mx, my = max(sx, tx) + bend * 0.75, (sy + ty) / 2
+        else:
+            path = f"M{_f(sx)},{_f(sy)} L{_f(tx)},{_f(ty)}"
+            mx, my = (sx + tx) / 2, (sy + ty) / 2
+        dash = ' stroke-dasharray="5,3"' if a.dashed else ""
+        out.append(f'<g class="edge"><title>{html.escape(a.tooltip)}</title>'
+                   f'<path d="{path}" fill="none" stroke="{a.line}" stroke-width="1"{dash} '
+                   f'marker-end="url(#gml-arrow-{colors.index(a.line)})"/>')
+        for k, line in enumerate(a.label.split("\n") if a.label else []):
+            out.append(_text(mx + 3, my + k * 8, line, 7, a.line, "start"))
+        out.append("</g>")
+    for b in d.boxes:
+        x, y, w, h = boxes[b.id]
+        out.append(f'<g class="node"><title>{html.escape(b.tooltip)}</title>'
+                   f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" rx="5" fill="{b.fill}" '
+                   f'stroke="{b.line}" stroke-width="{2.5 if b.bold else 1}"/>')
+        for k, line in enumerate(b.lines):
+            out.append(_text(x + w / 2, y + PAD + LINE_H * (k + 1) - 3, line, 9))
+        out.append("</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# --- the view a notebook shows ----------------------------------------------------------
+
+@dataclass
+class GraphView:
+    """A drawn graph: DOT text, SVG, and which engine drew it. Shows itself in Jupyter."""
+
+    drawing: Drawing
+    dot: str
+    svg: str
+    engine: str
+
+    @property
+    def nodes(self) -> int:
+        return len(self.drawing.boxes)
+
+    @property
+    def edges(self) -> int:
+        return len(self.drawing.arrows)
+
+    def legend_html(self) -> str:
+        d = self.drawing
+        items = [f'<span style="background:{RED};border:1px solid {RED_LINE};padding:0 4px">'
+                 "an invariant fails here</span>",
+                 '<span style="border:2.5px solid #555;padding:0 4px">initial state</span>']
+        if d.kind == "difference" and d.names:
+            items = [f'<span style="background:{SIDE_FILL["a"]};border:1px solid {SIDE_LINE["a"]};'
+                     f'padding:0 4px">only {html.escape(d.names[0])}</span>',
+                     f'<span style="background:{SIDE_FILL["b"]};border:1px dashed {SIDE_LINE["b"]};'
+                     f'padding:0 4px">only {html.escape(d.names[1])}</span>',
+                     f'<span style="background:{SIDE_FILL["both"]};border:1px solid #555;padding:0 4px">'
+                     "both</span>"] + items
+        return '<div class="gml-legend" style="font-size:85%;margin:2px 0">' + " ".join(items) + "</div>"
+
+    def html(self, max_height: int = 640) -> str:
+        caption = (f"{html.escape(self.drawing.title)} ({self.nodes} nodes, {self.edges} arrows; "
+                   f"drawn by {'Graphviz dot' if self.engine == 'dot' else 'the pure-Python fallback'})")
+        return (f'<figure class="gml-graph" data-engine="{self.engine}" style="margin:4px 0">'
+                + self.legend_html()
+                + f'<div class="gml-svg" style="overflow:auto;max-height:{max_height}px;border:1px solid #ddd">'
+                + "<style>.gml-svg > svg{max-width:max(100%,1400px);height:auto}</style>" + self.svg + "</div>"
+                + f'<figcaption style="font-size:85%">{caption}</figcaption></figure>')
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+
+def draw(d: Drawing, engine: str = "auto") -> GraphView:
+    """Draw with ``dot`` ("auto" uses it when installed), or the fallback ("python")."""
+    if engine not in ("auto", "dot", "python"):
+        raise ValueError(f"unknown engine {engine!r}; known: auto, dot, python")
+    binary = dot_binary() if engine != "python" else None
+    if engine == "dot" and binary is None:
+        raise RuntimeError("Graphviz's dot is not installed (Debian: apt-get install graphviz)")
+    src = dot_source(d)
+    if binary is not None:
+        return GraphView(d, src, run_dot(src, binary), "dot")
+    return GraphView(d, src, fallback_svg(d), "python")

@@ -1,0 +1,191 @@
+"""``gmemlab report``: run the workbook headless and write what a reader or a reply needs.
+
+Each notebook of notebooks/ runs under papermill (in its own kernel, two at a time) with
+the report's platform, series and pages, then nbconvert turns it into HTML with the
+widget state embedded; the comparison notebook also renders every series x proposal
+combination in advance, so the exported page toggles without a kernel. The reply to
+the list is written as reply.txt (ASCII, at most 72 columns) and reply.html.
+
+Every file is written atomically; the text files are deterministic (no timings, no
+dates, no paths of the machine). Needs the "lab" extra: ``pip install gmemlab[lab]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from gmemlab.errors import UsageError
+from gmemlab.fsutil import atomic_write
+
+NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply")
+# Longest first, so that two workers finish together.
+RUN_ORDER = ("02_compare", "03_counterexamples", "05_rfc_reply", "04_conformance", "01_state_space")
+# Notebooks whose configuration comes from each trace's header, not from the report.
+PER_TRACE = ("04_conformance",)
+TITLES = {
+    "01_state_space": "The state space of one proposal",
+    "02_compare": "The proposals side by side",
+    "03_counterexamples": "Counterexamples",
+    "04_conformance": "Trace conformance",
+    "05_rfc_reply": "The reply to the list",
+}
+
+
+def notebooks_dir() -> str:
+    """notebooks/ of the source tree (the report runs from a checkout)."""
+    d = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
+    if not os.path.isdir(d):
+        raise UsageError(f"no notebooks/ beside the gmemlab package ({d}): run the report from a checkout")
+    return d
+
+
+def _need_lab():
+    try:
+        import nbconvert  # noqa: F401
+        import nbformat  # noqa: F401
+        import papermill  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"gmemlab report needs the lab extra ({e.name} is missing): "
+                         "pip install gmemlab[lab]") from None
+
+
+def declared_parameters(path: str) -> set[str]:
+    """The names the notebook's `parameters` cell defines."""
+    import papermill
+    return set(papermill.inspect_notebook(path))
+
+
+def execute(name: str, params: dict, out_path: str, nbdir: str | None = None, timeout: int = 1800) -> None:
+    """Run one notebook under papermill in a fresh process; only the parameters it declares.
+
+    A failing cell raises UsageError naming the notebook and papermill's last words.
+    """
+    nbdir = nbdir or notebooks_dir()
+    src = os.path.join(nbdir, name + ".ipynb")
+    known = declared_parameters(src)
+    params = {k: v for k, v in params.items() if k in known}
+    cmd = [sys.executable, "-m", "papermill", src, out_path, "--cwd", nbdir, "--no-progress-bar",
+           "--execution-timeout", str(timeout), "-y", json.dumps(params, sort_keys=True)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise UsageError(f"notebook {name} failed:\n{tail}")
+
+
+def clean(nb) -> None:
+    """Drop what differs from run to run (timings, temporary paths) before export."""
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", ()):
+            cell.source = "\n".join(line for line in cell.source.splitlines()
+                                    if not line.startswith("results_path"))
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+
+
+def to_html(nb) -> str:
+    """The executed notebook as one HTML page (JupyterLab look, widget state embedded)."""
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    return body
+
+
+def _index(out_names: list[str], config: dict) -> str:
+    from gmemlab import __version__
+    from gmemlab.render.html import esc
+    items = "".join(f'<li><a href="{n}.html">{n}</a>: {esc(TITLES.get(n, n))}</li>' for n in out_names)
+    cfg = ", ".join(f"{k} {esc(str(v))}" for k, v in config.items())
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>gmemlab report</title></head>"
+            f"<body><h1>gmemlab report</h1><p>{cfg}; gmemlab {esc(__version__)}</p><ul>{items}"
+            '<li><a href="reply.txt">reply.txt</a>: the plain-text reply (72 columns)</li>'
+            '<li><a href="reply.html">reply.html</a>: the same reply as HTML</li></ul></body></html>\n')
+
+
+def report(out: str = "reports", platform: str = "snp", series: str = "v8", pages: int = 2,
+           notebooks: tuple = NOTEBOOKS, jobs: int = 2, log=None) -> list[str]:
+    """Run the notebooks, write their HTML, reply.txt, reply.html and index.html into out.
+
+    Returns the paths written, in a stable order.
+    """
+    from gmemlab.model.state import PLATFORMS, SERIES
+    if platform not in PLATFORMS:
+        raise UsageError(f"unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
+    if series not in SERIES:
+        raise UsageError(f"unknown series {series!r}; known: {', '.join(SERIES)}")
+    if not 1 <= pages <= 3:
+        raise UsageError(f"--pages must be 1..3 for the report, got {pages}")
+    unknown = [n for n in notebooks if n not in NOTEBOOKS]
+    if unknown:
+        raise UsageError(f"unknown notebook(s) {', '.join(unknown)}; known: {', '.join(NOTEBOOKS)}")
+    _need_lab()
+    import nbformat
+    nbdir = notebooks_dir()
+    say = log or (lambda msg: None)
+    os.makedirs(out, exist_ok=True)
+    written: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="gmemlab-report-") as tmp:
+        def run(name: str) -> str:
+            say(f"running {name}")
+            params = {"results_path": os.path.join(tmp, name + ".json")}
+            if name not in PER_TRACE:  # traces name their own platform and series
+                params.update(platform=platform, series=series, pages=pages)
+            path = os.path.join(tmp, name + ".ipynb")
+            execute(name, params, path, nbdir)
+            return name
+        order = [n for n in RUN_ORDER if n in notebooks]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for _ in pool.map(run, order):
+                pass
+        for name in [n for n in NOTEBOOKS if n in notebooks]:
+            nb = nbformat.read(os.path.join(tmp, name + ".ipynb"), as_version=4)
+            clean(nb)
+            path = os.path.join(out, name + ".html")
+            atomic_write(path, to_html(nb))
+            written.append(path)
+            say(f"wrote {path}")
+        if "05_rfc_reply" in notebooks:
+            with open(os.path.join(tmp, "05_rfc_reply.json")) as f:
+                reply = json.load(f)
+            text, html = reply["text"], reply["html"]
+            for name, data in (("reply.txt", text),
+                               ("reply.html", "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+                                              f"<title>gmemlab reply</title></head><body>{html}</body></html>\n")):
+                atomic_write(os.path.join(out, name), data)
+                written.append(os.path.join(out, name))
+        atomic_write(os.path.join(out, "index.html"),
+                     _index([n for n in NOTEBOOKS if n in notebooks],
+                            {"platform": platform, "series": series, "pages": pages}))
+        written.append(os.path.join(out, "index.html"))
+    return written
+
+
+def strip_notebooks(nbdir: str | None = None) -> list[str]:
+    """Clear outputs and execution counts of notebooks/*.ipynb in place (cell ids, tags
+    and the pairing metadata stay; papermill's injected cell goes), ready to commit; returns the
+    notebooks it changed. `make strip` runs it after syncing each pair with jupytext."""
+    import nbformat
+    nbdir = nbdir or notebooks_dir()
+    changed = []
+    for name in sorted(os.listdir(nbdir)):
+        if not name.endswith(".ipynb"):
+            continue
+        path = os.path.join(nbdir, name)
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("jupytext", "kernelspec")}
+        # papermill's cell of injected parameters is not part of the notebook
+        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", ())]
+        for cell in nb.cells:
+            cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags" and v}
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        after = nbformat.writes(nb)
+        if after != before:
+            atomic_write(path, after + ("" if after.endswith("\n") else "\n"))
+            changed.append(path)
+    return changed

@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 - The state space of one proposal
+#
+# ## Overview
+# Every state that a fresh guest_memfd of `pages` pages can reach under one proposal,
+# found breadth-first by `gmemlab explore`: from KVM_CREATE_GUEST_MEMFD (with and
+# without INIT_SHARED) every call, access and guest event the model knows, with every
+# argument the bounds allow. Shown below: the proposal and where it comes from, each
+# invariant of ../shared/DOMAIN.md (held or broken, with its claim and source), the
+# whole graph when it is small enough to draw, and quotient views that fold the states
+# by what the argument is about (KVM attribute x trusted-entity state; host access;
+# launch progress). Red boxes are states in which some invariant fails; a thick border
+# marks an initial state. Hover a box or an arrow for its details.
+
+# %% tags=["parameters"]
+proposal = "private-first"   # private-first | populate-converts | userspace-converts
+platform = "snp"             # sw_protected | snp | tdx
+series = "v8"                # v5 | v7 | v8
+pages = 1                    # pages of the guest_memfd (1 draws every state)
+knobs = []                   # e.g. ["refuse_unprepared_populate"]
+engine = "auto"              # graph drawing: auto (dot if installed) | dot | python
+results_path = ""            # where to write the results as JSON (papermill, tests)
+
+# %%
+from gmemlab.render import views
+from gmemlab.render.html import pre, show
+
+x = views.exploration(proposal, platform, series, pages, knobs)
+
+# %% [markdown]
+# ## The proposal and its invariants
+# `holds*` means the invariant holds because what it speaks of never happens here
+# (its paired "sometimes" property is unreachable); `BROKEN n` gives the length of the
+# shortest counterexample (notebook 03 shows them).
+
+# %%
+show(views.proposal_html(proposal) + views.summary_html(x))
+
+# %% [markdown]
+# ## The whole graph
+# One box per state (per page: S/P attribute, TE state, contents, and m measured,
+# h host-mapped, p pinned; [fin] launch finalized); one arrow per pair of states that
+# some call connects. Only drawn up to a few hundred states.
+
+# %%
+show(views.full_graph_html(x, engine))
+
+# %% [markdown]
+# ## Quotient: KVM attribute x trusted-entity state
+# The two meanings of "private" (DOMAIN.md; the seed message): a box folds every state
+# whose pages agree on both. `S/valid` is a page the TE holds while KVM tracks it as
+# shared, which te_private_implies_kvm_private forbids.
+
+# %%
+show(views.quotient_html(x, "attribute x TE", engine))
+
+# %% [markdown]
+# ## Quotient: KVM attribute x host access
+# `h`: some host page table maps the page; `p`: it has an extra reference. `Ph` or `Pp`
+# would break private_not_host_mapped or private_not_pinned.
+
+# %%
+show(views.quotient_html(x, "attribute x host access", engine))
+
+# %% [markdown]
+# ## Quotient: launch progress
+# Attribute, TE state and `m` for a page the launch measured.
+
+# %%
+show(views.quotient_html(x, "launch progress", engine))
+
+# %% [markdown]
+# ## Summary
+# The numbers behind the pictures (also written to `results_path`).
+
+# %%
+results = views.state_space_data(x)
+views.save_results(results_path, results)
+show(pre(views.state_space_summary(x)))

@@ -1,0 +1,241 @@
+"""The workbook: every notebook is thin, paired with its text form and stripped of
+outputs; each runs under papermill with its defaults and with a second set of
+parameters, and what it produced (the JSON it writes to ``results_path``, its
+outputs) is held to what gmemlab computes directly; `gmemlab report` writes the HTML
+and the plain-text reply.
+
+Needs the "lab" extra (papermill, nbformat, jupytext, ipykernel); without it the
+tests skip, except under CI=true, where they must run.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gmemlab.explore.bfs import Bounds
+from gmemlab.explore.compare import compare
+from gmemlab.render import views
+from gmemlab.render.reply import reply_text
+from gmemlab.traces.format import loads
+from gmemlab.traces.replay import config_for, replay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NBDIR = os.path.join(ROOT, "notebooks")
+NOTEBOOKS = ["01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply"]
+
+with open(os.path.join(ROOT, "data", "manifest", "explore.json")) as _f:
+    EXPLORE = json.load(_f)
+with open(os.path.join(ROOT, "data", "traces", "manifest.json")) as _f:
+    TRACES = json.load(_f)
+
+
+def _need(module):
+    try:
+        return __import__(module)
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"{module} is missing: pip install gmemlab[lab]")
+
+
+# The second parameter set of each notebook (the first is its defaults).
+SECOND = {
+    "01_state_space": {"proposal": "userspace-converts", "platform": "tdx", "series": "v7", "engine": "python"},
+    "02_compare": {"platform": "sw_protected", "series": "v5", "pages": 2, "focus": "populate-converts",
+                   "precompute": False, "engine": "python"},
+    "03_counterexamples": {"platform": "snp", "series": "v7", "proposals": ["private-first", "userspace-converts"]},
+    "04_conformance": {"traces": "../data/traces/launch", "proposal": "userspace-converts"},
+    "05_rfc_reply": {"platform": "tdx", "series": "v7", "proposal": "private-first",
+                     "invariant": "guest_never_sees_stale_data"},
+}
+CASES = [(n, which) for n in NOTEBOOKS for which in ("defaults", "second")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every notebook x parameter set, executed two at a time (one kernel each)."""
+    _need("papermill")
+    nbformat = _need("nbformat")
+    from gmemlab.report import execute
+    tmp = tmp_path_factory.mktemp("notebooks")
+
+    def run(case):
+        name, which = case
+        results = str(tmp / f"{name}-{which}.json")
+        params = dict(SECOND[name]) if which == "second" else {}
+        params["results_path"] = results
+        out = str(tmp / f"{name}-{which}.ipynb")
+        execute(name, params, out, NBDIR)
+        with open(results) as f:
+            data = json.load(f)
+        return case, (data, nbformat.read(out, as_version=4))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, CASES))
+
+
+def outputs_html(nb) -> str:
+    """Every text/html and text/plain output of an executed notebook, concatenated."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            out.append(data.get("text/html", "") + data.get("text/plain", "") + o.get("text", ""))
+    return "\n".join(out)
+
+
+def _params(name, which):
+    import papermill
+    defaults = {k: eval(v["default"]) for k, v in papermill.inspect_notebook(os.path.join(NBDIR, name + ".ipynb")).items()}
+    return {**defaults, **(SECOND[name] if which == "second" else {})}
+
+
+# --- the notebooks as files ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_thin_paired_and_stripped(name):
+    nbformat = _need("nbformat")
+    jupytext = _need("jupytext")
+    nb = nbformat.read(os.path.join(NBDIR, name + ".ipynb"), as_version=4)
+    text = jupytext.read(os.path.join(NBDIR, name + ".py"))
+    # paired: the same cells, in the same order, with the same tags
+    assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells] == \
+           [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in text.cells]
+    assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    # stripped
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, name
+    # Overview, one parameters cell, Summary
+    assert nb.cells[0].cell_type == "markdown" and "## Overview" in nb.cells[0].source
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is nb.cells[1]
+    assert any(c.cell_type == "markdown" and c.source.startswith("## Summary") for c in nb.cells)
+    # thin: imports from gmemlab only, no function of more than a few lines
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for line in code.splitlines():
+        if re.match(r"\s*(import|from)\s", line):
+            assert re.match(r"\s*(from gmemlab[.\w]* import|import gmemlab)", line), line
+    assert "def " not in code and "class " not in code
+    assert "results_path" in tagged[0].source
+
+
+# --- what each notebook produced ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name,which", CASES, ids=[f"{n}-{w}" for n, w in CASES])
+def test_notebook_results(runs, name, which):
+    data, nb = runs[(name, which)]
+    p = _params(name, which)
+    shown = outputs_html(nb)
+    assert "Traceback" not in shown
+    CHECKS[name](data, p, shown)
+
+
+def check_state_space(data, p, shown):
+    key = f"{p['proposal']}/{p['platform']}/{p['series']}/{p['pages']}p"
+    assert data["states"] == EXPLORE[key]["states"]
+    assert data["transitions"] == EXPLORE[key]["transitions"]
+    assert data["broken"] == EXPLORE[key]["broken"]
+    assert all(n > 1 for n in data["quotients"].values())
+    assert shown.count('class="gml-graph"') == 4  # the whole graph and three quotients
+    if p["engine"] == "python":
+        assert 'data-engine="dot"' not in shown
+
+
+def check_compare(data, p, shown):
+    table = compare(p["platform"], p["series"], Bounds(pages=p["pages"]))
+    assert data["matrix"] == views.matrix_data(table)
+    assert data["panel"]["focus"] == p["focus"] and data["panel"]["matrix"] == data["matrix"]
+    for c in table.columns:
+        assert data["matrix"]["states"][c.proposal] == f"{len(c.exploration.states):,}"
+    assert ("gml-toggle" in shown) == p["precompute"]
+    if p["precompute"]:  # every series x proposal, for the exported page
+        assert shown.count('class="gml-pane ') == 9
+
+
+def check_counterexamples(data, p, shown):
+    names = list(views.PROPOSALS) if p["proposals"] == "all" else p["proposals"]
+    assert sorted(data) == sorted(names)
+    for proposal in names:
+        key = f"{proposal}/{p['platform']}/{p['series']}/{p['pages']}p"
+        assert sorted(data[proposal]) == sorted(EXPLORE[key]["broken"])
+        for inv, cx in data[proposal].items():
+            assert cx["steps"] == len(cx["events"]) and cx["events"][0]["op"] == "create_gmem"
+            if inv != "no_stuck_state":
+                assert cx["broken_at"], inv
+            header, events = loads(cx["trace"])
+            rep = replay(config_for(header, proposal), events)
+            assert rep.conforms
+            if inv != "no_stuck_state":
+                assert inv in {v["invariant"] for v in rep.violations}
+    assert shown.count('class="gml-lanes"') >= sum(len(v) for v in data.values())
+
+
+def check_conformance(data, p, shown):
+    folder = os.path.normpath(os.path.join(NBDIR, p["traces"]))
+    expected = {os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "data", "traces"))
+                for d, _, fs in os.walk(folder) for f in fs if f.endswith(".jsonl")}
+    assert set(data["verdicts"]) == expected  # every trace in the folder
+    for name, verdict in data["verdicts"].items():
+        want = TRACES[name][p["proposal"]]
+        assert verdict == (want if isinstance(want, str) else want["verdict"]), name
+        assert data["expected"][name] == verdict
+    assert shown.count('class="gml-divergence"') == sum(v == "diverges" for v in data["verdicts"].values())
+    assert "gml-coverage" in shown
+
+
+def check_reply(data, p, shown):
+    table = compare(p["platform"], p["series"], Bounds(pages=p["pages"]))
+    assert data["text"] == reply_text(table, p["proposal"] or None, p["invariant"] or None)
+    assert data["ascii"] and data["width"] <= 72
+    if p["proposal"]:
+        assert (data["proposal"], data["invariant"]) == (p["proposal"], p["invariant"])
+    assert "gml-reply" in shown
+
+
+CHECKS = {"01_state_space": check_state_space, "02_compare": check_compare,
+          "03_counterexamples": check_counterexamples, "04_conformance": check_conformance,
+          "05_rfc_reply": check_reply}
+
+
+# --- gmemlab report ---------------------------------------------------------------------------
+
+def test_report_writes_html_and_the_reply(tmp_path):
+    _need("papermill")
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "gmemlab", "report", "--out", str(out), "--platform", "snp",
+                        "--pages", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    files = sorted(os.listdir(out))
+    assert files == sorted([n + ".html" for n in NOTEBOOKS] + ["reply.txt", "reply.html", "index.html"])
+    assert not [f for f in files if f.startswith(".tmp")]
+    reply = (out / "reply.txt").read_text()
+    assert reply == reply_text(compare("snp", "v8", Bounds(pages=1)))
+    page = (out / "02_compare.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in page  # the live panel's state
+    assert page.count('class="gml-pane ') == 9                 # and the kernel-free toggle
+    assert "gmemlab-report-" not in page                        # no temporary paths
+
+
+def test_report_refuses_bad_options(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gmemlab", "report", "--out", str(tmp_path), "--pages", "9"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "--pages must be 1..3" in r.stderr
+
+
+def test_strip_restores_the_committed_notebook(runs, tmp_path):
+    """`make strip` on an executed notebook gives back the committed, output-free file."""
+    import shutil
+    import nbformat
+    from gmemlab.report import strip_notebooks
+    shutil.copytree(NBDIR, tmp_path / "nb")
+    _, executed = runs[("02_compare", "defaults")]
+    nbformat.write(executed, str(tmp_path / "nb" / "02_compare.ipynb"))
+    assert strip_notebooks(str(tmp_path / "nb")) == [str(tmp_path / "nb" / "02_compare.ipynb")]
+    with open(tmp_path / "nb" / "02_compare.ipynb") as a, open(os.path.join(NBDIR, "02_compare.ipynb")) as b:
+        assert a.read() == b.read()
