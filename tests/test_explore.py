@@ -170,3 +170,20 @@ def test_huge_folio_metric_follows_the_seed():
     kept = {c.proposal: c.to_json()["huge_folio_kept"] for c in t.columns}
     assert kept == {"private-first": True, "populate-converts": False, "userspace-converts": False}
     assert compare("snp", "v8", Bounds(pages=1), proposals=("private-first",)).columns[0].to_json()["huge_folio_kept"] is None
+
+
+def test_core_works_without_numpy():
+    # The core package is networkx and the standard library; numpy only speeds it up.
+    code = (
+        "import sys, json; sys.modules['numpy'] = None\n"
+        "from gmemlab.explore.compare import compare\n"
+        "from gmemlab.explore.bfs import Bounds\n"
+        "t = compare('snp', 'v8', Bounds(pages=2))\n"
+        "print(json.dumps([[c.exploration.engine, c.calls_to_launch, c.to_json()['invariants']] for c in t.columns]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    plain = json.loads(r.stdout)
+    fast = compare("snp", "v8", Bounds(pages=2))
+    assert {engine for engine, _, _ in plain} == {"reference"}
+    assert [[n, inv] for _, n, inv in plain] == [[c.calls_to_launch, c.to_json()["invariants"]] for c in fast.columns]

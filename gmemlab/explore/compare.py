@@ -25,23 +25,76 @@ def launch_complete(cfg: Config, s: VmState, value: int) -> bool:
 
 def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
     """The fewest calls (create_gmem included) that launch every page in place (no
-    legacy source buffer), and the calls themselves."""
+    legacy source buffer), and the calls themselves.
+
+    Breadth-first from the roots over the stored edges (self loops and legacy-source
+    populates left out), level by level: a state is reached first from the earliest
+    state of the level before and that state's earliest edge, and the first state of a
+    level (in that order) that completes the launch is the answer.
+    """
     if not x.config.has_te:
         return None, None
+    try:
+        import numpy as np
+    except ImportError:  # the core package does without numpy (extra "fast")
+        return _calls_to_launch_plain(x)
+    v = x.bounds.host_value
+    legacy = [a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer"]
+    src, dst, act = (np.frombuffer(arr, np.int32) for arr in (x.src, x.dst, x.act))
+    keep = (src != dst) & ~np.isin(act, legacy)
+    src, dst, act = src[keep], dst[keep], act[keep]       # still sorted by source
+    n = len(x.states)
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=ptr[1:])
+    came_from = np.full(n, -2, np.int64)                # -2 not reached, -1 a root
+    came_by = np.zeros(n, np.int64)
+    roots = np.array([i for i, (parent, _) in enumerate(x.parent) if parent == -1], np.int64)
+    came_from[roots] = -1
+    came_by[roots] = [x.parent[r][1] for r in roots.tolist()]
+    frontier = roots
+    while frontier.size:
+        for s in frontier.tolist():
+            if launch_complete(x.config, x.states[s], v):
+                chain = []
+                while s != -1:
+                    chain.append(int(came_by[s]))
+                    s = int(came_from[s])
+                chain.reverse()
+                return len(chain), x.chain_events(chain)
+        lens = ptr[frontier + 1] - ptr[frontier]
+        ends = np.cumsum(lens)
+        idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(ptr[frontier] - (ends - lens), lens)
+        frm, to, by = np.repeat(frontier, lens), dst[idx], act[idx]
+        fresh = np.flatnonzero(came_from[to] == -2)
+        _, first = np.unique(to[fresh], return_index=True)
+        pick = fresh[np.sort(first)]                        # each new state's first edge
+        came_from[to[pick]] = frm[pick]
+        came_by[to[pick]] = by[pick]
+        frontier = to[pick].astype(np.int64)
+    return None, None
+
+
+def _calls_to_launch_plain(x: Exploration) -> tuple[int | None, list[dict] | None]:
+    """calls_to_launch without numpy: the same search, the same order, the same path."""
     v = x.bounds.host_value
     legacy = {a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer"}
-    succ: list[list[tuple[int, int]]] = [[] for _ in x.states]
+    succ: list[list[tuple[int, int]]] = [[] for _ in range(len(x.states))]
     for s, t, a in zip(x.src, x.dst, x.act):
         if s != t and a not in legacy:
             succ[s].append((t, a))
-    roots = [i for i, (parent, _) in enumerate(x.parent) if parent == -1]
-    came: dict[int, tuple[int, int]] = {r: (-1, x.parent[r][1]) for r in roots}
-    frontier = roots
+    came: dict[int, tuple[int, int]] = {}
+    frontier = [i for i, (parent, _) in enumerate(x.parent) if parent == -1]
+    for r in frontier:
+        came[r] = (-1, x.parent[r][1])
     while frontier:
         nxt = []
         for s in frontier:
             if launch_complete(x.config, x.states[s], v):
-                chain = _chain(came, s)
+                chain = []
+                while s != -1:
+                    s, a = came[s]
+                    chain.append(a)
+                chain.reverse()
                 return len(chain), x.chain_events(chain)
             for t, a in succ[s]:
                 if t not in came:
@@ -51,25 +104,12 @@ def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
     return None, None
 
 
-def _chain(came: dict, sid: int) -> list[int]:
-    """The actions from a root to sid (the root's create index first)."""
-    out = []
-    while sid != -1:
-        parent, a = came[sid]
-        out.append(a)
-        sid = parent
-    return out[::-1]
-
-
 def error_channels(x: Exploration) -> dict[str, list[str]]:
     """For each call that failed somewhere: its errnos, each marked with how the call
     says where it stopped ("@offset" error_offset, "+done" pages done, or nothing)."""
     seen: dict[str, set[str]] = {}
-    for sid, a in zip(x.src, x.act):
+    for a, out in x.action_outcomes(ops=("set_attributes", "populate", "punch_hole", "pin", "finalize")):
         ev = x.actions[a]
-        if ev["op"] not in ("set_attributes", "populate", "punch_hole", "pin", "finalize"):
-            continue
-        out = x.outcome(sid, a)
         r = out.get("ret", 0)
         stopped_short = ev["op"] == "populate" and out.get("done", 0) < ev["size"] // x.config.page_size
         if r == 0 and not stopped_short:

@@ -1,0 +1,367 @@
+"""gmemlab's benchmarks, one command: ``make bench`` (or ``python3 benchmarks/run.py``).
+
+Prints a table (stderr) and one JSON object (stdout; also written with --out FILE):
+
+- explorer: distinct states/s and total time at 3 and 4 pages for each proposal on snp
+  (series v8), symmetry on; each exploration in a child process of its own (peak RSS),
+  timed after a 1-page warm-up (imports and numpy's first use are not in the figure).
+- symmetry: states with and without symmetry reduction. At 3 pages both are explored.
+  At 4 pages without symmetry the transition arrays alone would need tens of GB, so
+  the count is exact by orbits (each state found with symmetry stands for the
+  n!/prod(m!) page orders of its page multiset; tests/test_fastbfs.py and the 3-page
+  rows check that this equals the explored count), and a direct exploration is timed
+  until it reaches --cap states.
+- reference: the reference engine (step() on every transition) at 2 pages (and at 3
+  pages with --reference-3), beside the batched engine on the same configuration.
+- replay: benchmarks/replay_scale.py (events/s on a 1M-event guest-boot trace, the ratio
+  to a bare json.loads loop over the same file, peak RSS at 16M pages).
+- interactivity: compare() as the notebook's panel calls it (gmemlab.render.views ->
+  compare(platform, series, Bounds(pages))), at 1 page (the notebooks' default) and 2.
+- notebooks: the notebook suite's wall time under papermill, one after the other
+  (skipped with a note when papermill is not installed).
+- peers: SPIN on the same semantics (benchmarks/peers/run_spin.py).
+
+Options: --quick (3 pages only, replay at 100k events, no notebooks), --skip NAME,...,
+--cap N, --reference-3, --profile FILE (pyinstrument text profile of the 4-page
+exploration of private-first), --out FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
+SECTIONS = ("explorer", "symmetry", "reference", "replay", "interactivity", "notebooks", "peers")
+GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay_ratio": 0.4,
+         "replay_peak_rss_mib": 1024, "widget_seconds": 0.2, "notebooks_seconds": 60}
+
+
+# --- children: one measurement per process -------------------------------------------
+
+def child_explore(proposal: str, pages: int, symmetry: bool, engine: str, cap: int | None) -> dict:
+    from gmemlab.errors import UsageError
+    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.model.state import Config
+
+    explore(Config(proposal=proposal), Bounds(pages=2), symmetry=symmetry, engine=engine)   # warm-up
+    cfg = Config(proposal=proposal, platform="snp", series="v8")
+    t0 = time.perf_counter()
+    try:
+        x = explore(cfg, Bounds(pages=pages), symmetry=symmetry, engine=engine,
+                    max_states=cap or 50_000_000)
+    except UsageError:
+        seconds = time.perf_counter() - t0
+        return {"capped": True, "states": cap, "seconds": round(seconds, 3),
+                "states_per_s": round(cap / seconds), "peak_rss_mib": _rss()}
+    seconds = time.perf_counter() - t0
+    out = {"states": len(x.states), "transitions": x.transitions, "seconds": round(seconds, 3),
+           "states_per_s": round(len(x.states) / seconds), "engine": x.engine,
+           "broken": sorted(x.violations), "peak_rss_mib": _rss()}
+    if symmetry and x.engine == "batched":
+        import numpy as np
+        rows = x.states._rows
+        deg = np.bincount(np.frombuffer(x.src, np.int32), minlength=len(rows))
+        states = transitions = 0
+        fact = math.factorial(pages)
+        for r, d in zip(rows.tolist(), deg.tolist()):
+            orbit = fact
+            for m in Counter(r).values():
+                orbit //= math.factorial(m)
+            states += orbit
+            transitions += orbit * d
+        out["orbit_states"], out["orbit_transitions"] = states, transitions
+    return out
+
+
+def child_interactivity(repeats: int) -> dict:
+    from gmemlab.explore.bfs import Bounds
+    from gmemlab.explore.compare import compare
+
+    t0 = time.perf_counter()
+    compare("snp", "v8", Bounds(pages=1))
+    cold = time.perf_counter() - t0           # a fresh kernel's first update, imports included
+    out = {"cold_first_call_1p_seconds": round(cold, 3)}
+    for pages in (1, 2):
+        times = []
+        for platform in ("snp", "tdx", "snp", "tdx", "snp")[:repeats]:
+            t0 = time.perf_counter()
+            compare(platform, "v8", Bounds(pages=pages))
+            times.append(time.perf_counter() - t0)
+        out[f"compare_{pages}p_seconds"] = {"median": round(statistics.median(times), 4),
+                                            "max": round(max(times), 4), "runs": len(times)}
+    return out
+
+
+def _rss() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _child(*args: str, timeout: float | None = None) -> dict:
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *args], capture_output=True,
+                       text=True, timeout=timeout, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# --- sections ----------------------------------------------------------------------------
+
+def explorer(pages_list, log) -> dict:
+    out = {}
+    for pages in pages_list:
+        for p in PROPOSALS:
+            r = _child("explore", p, str(pages), "1", "auto", "0")
+            out[f"{p}/{pages}p"] = r
+            log(f"explorer {p} {pages}p: {r['states']:,} states in {r['seconds']} s "
+                f"({r['states_per_s']:,}/s), RSS {r['peak_rss_mib']} MiB")
+    return out
+
+
+def symmetry(ex: dict, pages_list, cap: int, log) -> dict:
+    out = {}
+    for pages in pages_list:
+        for p in PROPOSALS:
+            on = ex.get(f"{p}/{pages}p") or _child("explore", p, str(pages), "1", "auto", "0")
+            row = {"with": on["states"], "orbits": on.get("orbit_states"),
+                   "orbit_transitions": on.get("orbit_transitions")}
+            if pages <= 3:
+                off = _child("explore", p, str(pages), "0", "auto", "0")
+                row.update(without=off["states"], without_transitions=off["transitions"],
+                           without_seconds=off["seconds"], without_states_per_s=off["states_per_s"],
+                           orbits_match=off["states"] == on.get("orbit_states")
+                           and off["transitions"] == on.get("orbit_transitions"))
+            else:
+                row["without"] = on.get("orbit_states")
+                if p == "private-first":
+                    off = _child("explore", p, str(pages), "0", "auto", str(cap))
+                    row["direct_without"] = off
+            row["reduction"] = round(row["without"] / row["with"], 2) if row.get("without") else None
+            out[f"{p}/{pages}p"] = row
+            log(f"symmetry {p} {pages}p: {row['with']:,} with, {row['without']:,} without "
+                f"(x{row['reduction']})")
+    return out
+
+
+def reference(ex: dict, three: bool, log) -> dict:
+    out = {}
+    for pages in ((2, 3) if three else (2,)):
+        for p in PROPOSALS:
+            ref = _child("explore", p, str(pages), "1", "reference", "0")
+            fast = ex.get(f"{p}/{pages}p") or _child("explore", p, str(pages), "1", "batched", "0")
+            out[f"{p}/{pages}p"] = {"reference": ref, "batched": fast,
+                                    "speedup": round(ref["seconds"] / fast["seconds"], 1),
+                                    "same_counts": (ref["states"], ref["transitions"]) ==
+                                                   (fast["states"], fast["transitions"])}
+            log(f"reference {p} {pages}p: {ref['seconds']} s vs batched {fast['seconds']} s "
+                f"(x{out[f'{p}/{pages}p']['speedup']})")
+    return out
+
+
+def replay(quick: bool, log) -> dict:
+    script = os.path.join(HERE, "replay_scale.py")
+    if not os.path.exists(script):
+        return {"skipped": "benchmarks/replay_scale.py is not there yet (the replay benchmark's hook)"}
+    args = [sys.executable, script] + (["--events", "100000"] if quick else [])
+    t0 = time.perf_counter()
+    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1:] or "failed"}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    log(f"replay: {res.get('events_per_s')} events/s, ratio {res.get('ratio')}, "
+        f"RSS {res.get('peak_rss_mib')} MiB")
+    return res
+
+
+def interactivity(log) -> dict:
+    r = _child("interactivity", "5")
+    log(f"interactivity: compare() 1p median {r['compare_1p_seconds']['median']} s, "
+        f"2p {r['compare_2p_seconds']['median']} s")
+    return r
+
+
+def notebooks(log) -> dict:
+    try:
+        import papermill  # noqa: F401
+        from gmemlab.report import execute
+    except ImportError as e:
+        return {"skipped": f"papermill is not installed ({e}); `make bench` installs the lab extra"}
+    # the kernels import gmemlab: from the venv where it is installed, from ROOT otherwise
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    nbdir = os.path.join(ROOT, "notebooks")
+    names = sorted(f[:-6] for f in os.listdir(nbdir) if f.endswith(".ipynb"))
+    if not names:
+        return {"skipped": "no notebooks"}
+    out = {}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            t1 = time.perf_counter()
+            execute(name, {"results_path": os.path.join(tmp, name + ".json")},
+                    os.path.join(tmp, name + ".ipynb"), nbdir)
+            out[name] = round(time.perf_counter() - t1, 2)
+    total = round(time.perf_counter() - t0, 2)
+    log(f"notebooks: {len(names)} in {total} s")
+    return {"total_seconds": total, "per_notebook_seconds": out}
+
+
+def peers(log) -> dict:
+    out = {}
+    for pages in (2, 3):
+        r = subprocess.run([sys.executable, os.path.join(HERE, "peers", "run_spin.py"), "--pages", str(pages)],
+                           capture_output=True, text=True, cwd=ROOT)
+        res = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"error": r.stderr[-500:]}
+        out[f"{pages}p"] = res
+        if "spin" in res:
+            log(f"peers {pages}p: SPIN {res['spin']['states']} states / gmemlab {res['gmemlab']['states']} "
+                f"(agree: {res['agree']})")
+    return out
+
+
+def profile(path: str) -> None:
+    from pyinstrument import Profiler
+
+    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.model.state import Config
+    explore(Config(), Bounds(pages=2))
+    with Profiler() as prof:
+        explore(Config(proposal="private-first"), Bounds(pages=4))
+    with open(path, "w") as f:
+        f.write(prof.output_text(unicode=False, color=False))
+
+
+# --- summary -----------------------------------------------------------------------------
+
+def table(res: dict) -> str:
+    lines = [f"{'figure':58} {'value':>16}  goal", "-" * 86]
+
+    def row(name, value, goal=""):
+        lines.append(f"{name:58} {value:>16}  {goal}")
+    for k, r in res.get("explorer", {}).items():
+        row(f"explorer {k} states", f"{r['states']:,}")
+        row(f"explorer {k} seconds", f"{r['seconds']}")
+        row(f"explorer {k} states/s", f"{r['states_per_s']:,}",
+            f">= {GOALS['explorer_states_per_s']:,}: {'met' if r['states_per_s'] >= GOALS['explorer_states_per_s'] else 'NOT met'}")
+    for k, r in res.get("symmetry", {}).items():
+        goal = ""
+        if k.endswith("/4p") and r.get("reduction"):
+            goal = f">= {GOALS['symmetry_reduction_4p']}x: {'met' if r['reduction'] >= GOALS['symmetry_reduction_4p'] else 'NOT met'}"
+        row(f"symmetry {k} with / without", f"{r['with']:,} / {r['without']:,}", goal or f"x{r['reduction']}")
+        if "orbits_match" in r:
+            row(f"symmetry {k} explored without = orbits of with", str(r["orbits_match"]))
+        if "direct_without" in r:
+            d = r["direct_without"]
+            row(f"symmetry {k} direct without (stopped at cap)" if d.get("capped") else f"symmetry {k} direct without",
+                f"{d['states']:,} in {d['seconds']} s", f"{d['states_per_s']:,}/s")
+    for k, r in res.get("reference", {}).items():
+        row(f"reference engine {k} seconds (batched)", f"{r['reference']['seconds']} ({r['batched']['seconds']})",
+            f"x{r['speedup']}")
+    rp = res.get("replay", {})
+    if "events_per_s" in rp:
+        row("replay events/s (1M-event guest boot)", f"{rp['events_per_s']:,}")
+        row("replay / json.loads rate", f"{rp['ratio']}",
+            f">= {GOALS['replay_ratio']}: {'met' if rp['ratio'] >= GOALS['replay_ratio'] else 'NOT met'}")
+        row(f"replay peak RSS MiB at {rp.get('pages', 0):,} pages", f"{rp['peak_rss_mib']}",
+            f"< {GOALS['replay_peak_rss_mib']}: {'met' if rp['peak_rss_mib'] < GOALS['replay_peak_rss_mib'] else 'NOT met'}")
+    elif rp:
+        row("replay", "skipped", str(rp.get("skipped") or rp.get("error"))[:60])
+    it = res.get("interactivity", {})
+    for pages in (1, 2):
+        k = f"compare_{pages}p_seconds"
+        if k in it:
+            v = it[k]["median"]
+            row(f"interactivity compare() at {pages} page(s), median s", f"{v}",
+                f"< {GOALS['widget_seconds']}: {'met' if v < GOALS['widget_seconds'] else 'NOT met'}")
+    if "cold_first_call_1p_seconds" in it:
+        row("interactivity first call in a fresh process (imports)", f"{it['cold_first_call_1p_seconds']}")
+    nb = res.get("notebooks", {})
+    if "total_seconds" in nb:
+        row("notebooks under papermill, total s", f"{nb['total_seconds']}",
+            f"< {GOALS['notebooks_seconds']}: {'met' if nb['total_seconds'] < GOALS['notebooks_seconds'] else 'NOT met'}")
+    elif nb:
+        row("notebooks", "skipped", str(nb.get("skipped"))[:60])
+    for k, pe in res.get("peers", {}).items():
+        if "spin" in pe:
+            row(f"peers {k} SPIN / gmemlab states (sw_protected, no symmetry)",
+                f"{pe['spin']['states']:,} / {pe['gmemlab']['states']:,}", "agree" if pe["agree"] else "DISAGREE")
+            row(f"peers {k} SPIN / gmemlab transitions",
+                f"{pe['spin']['transitions']:,} / {pe['gmemlab']['transitions']:,}")
+            row(f"peers {k} SPIN search s (pan wall) / gmemlab s",
+                f"{pe['spin']['search_seconds']} ({pe['spin']['pan_wall_seconds']}) / {pe['gmemlab']['seconds']}")
+        else:
+            row(f"peers {k}", "error", str(pe.get("error"))[:60])
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 3 pages, small replay, no notebooks")
+    ap.add_argument("--skip", default="", help=f"comma list of sections to skip: {', '.join(SECTIONS)}")
+    ap.add_argument("--cap", type=int, default=6_000_000,
+                    help="states at which the direct 4-page exploration without symmetry stops")
+    ap.add_argument("--reference-3", action="store_true", help="also time the reference engine at 3 pages (minutes)")
+    ap.add_argument("--profile", metavar="FILE", help="write a pyinstrument profile of a 4-page exploration")
+    ap.add_argument("--out", metavar="FILE", help="also write the JSON here")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "explore":
+            p, pages, sym, engine, cap = rest
+            print(json.dumps(child_explore(p, int(pages), sym == "1", engine, int(cap) or None)))
+        else:
+            print(json.dumps(child_interactivity(int(rest[0]))))
+        return 0
+    skip = {s for s in args.skip.split(",") if s}
+    unknown = skip - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+
+    def log(msg):
+        print(f"bench: {msg}", file=sys.stderr, flush=True)
+    pages_list = (3,) if args.quick else (3, 4)
+    res: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                 "goals": GOALS}
+    t0 = time.perf_counter()
+    if "explorer" not in skip:
+        res["explorer"] = explorer(pages_list, log)
+    if "symmetry" not in skip:
+        res["symmetry"] = symmetry(res.get("explorer", {}), pages_list, args.cap, log)
+    if "reference" not in skip:
+        res["reference"] = reference(res.get("explorer", {}), args.reference_3, log)
+    if "replay" not in skip:
+        res["replay"] = replay(args.quick, log)
+    if "interactivity" not in skip:
+        res["interactivity"] = interactivity(log)
+    if "notebooks" not in skip and not args.quick:
+        res["notebooks"] = notebooks(log)
+    if "peers" not in skip:
+        res["peers"] = peers(log)
+    if args.profile:
+        profile(args.profile)
+        res["profile"] = args.profile
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    print(table(res), file=sys.stderr)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
