@@ -56,24 +56,22 @@ def _json_text(obj) -> str:
 
 def cmd_check_trace(args) -> int:
     from gmemlab.render.text import check_report_text
-    from gmemlab.traces.format import iter_events
+    from gmemlab.traces.format import iter_file
     from gmemlab.traces.replay import config_for, replay
 
     path = args.file
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
-    it = iter_events(data, path)
-    header = next(it)
+    # Two streaming passes: the whole file is validated before anything is judged (an
+    # unusable trace is exit 2 even when its first events would already diverge), and a
+    # guest-scale trace is never held in memory.
+    header = None
+    for item in iter_file(path):
+        header = header or item
     try:
         cfg = config_for(header, args.proposal, args.series, **_knobs(args))
     except UsageError as e:
         raise InputError(path, header["line"], str(e)) from None
-    # The whole file is validated before anything is judged: an unusable trace is exit 2
-    # even when its first events would already diverge.
-    events = list(it)
+    events = iter_file(path)
+    next(events)
     report = replay(cfg, events, path)
     _emit(_json_text(report.to_json()) if args.json else check_report_text(report, header))
     return EXIT_OK if report.ok else EXIT_FAIL
@@ -151,6 +149,60 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+# --- emulate ----------------------------------------------------------------------------
+
+def cmd_emulate(args) -> int:
+    from gmemlab.traces.emulate import emulate_lines
+
+    lines = emulate_lines(args.scenario, args.proposal, args.platform, args.series, pages=args.pages,
+                          seed=args.seed, events=args.events)
+    first = next(lines)  # the arguments are checked before anything is written
+    if args.output:
+        from gmemlab.fsutil import atomic_open
+        with atomic_open(args.output) as f:
+            f.write(first)
+            f.writelines(lines)
+    else:
+        sys.stdout.write(first)
+        for line in lines:
+            sys.stdout.write(line)
+    return EXIT_OK
+
+
+# --- report -----------------------------------------------------------------------------
+
+def cmd_report(args) -> int:
+    from gmemlab.report import report
+
+    for path in report(args.out, args.platform, args.series, args.pages,
+                       log=lambda msg: print(f"gmemlab report: {msg}", file=sys.stderr)):
+        print(path)
+    return EXIT_OK
+
+
+# --- sweep ------------------------------------------------------------------------------
+
+def cmd_sweep(args) -> int:
+    import time
+
+    from gmemlab.sweep import matrix, parse_knob_sets, parse_list, parse_pages, sweep, table_text
+
+    points = matrix(parse_list(args.proposals, "proposals", PROPOSALS),
+                    parse_list(args.platforms, "platforms", PLATFORMS),
+                    parse_list(args.series, "series", SERIES),
+                    parse_pages(args.pages), parse_knob_sets(args.knobs))
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    engine = "dask" if args.scheduler else ("serial" if args.workers == 1 else "processes")
+    t0 = time.monotonic()
+    result = sweep(points, engine=engine, workers=args.workers, scheduler=args.scheduler)
+    _emit(_json_text(result.to_json()) if args.json else table_text(result), args.output)
+    if not args.json:
+        print(f"gmemlab sweep: {len(points)} point(s) on {engine} in {time.monotonic() - t0:.1f} s",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 # --- main ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +234,37 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("compare", help="every proposal side by side")
     _explore_options(m)
     m.set_defaults(func=cmd_compare)
+
+    em = sub.add_parser("emulate", help="write a trace made by driving the model through a scenario")
+    em.add_argument("scenario", metavar="SCENARIO",
+                    help="snp-launch, tdx-launch, legacy-copy, pinned-retry or guest-boot")
+    em.add_argument("--proposal", default="private-first", choices=PROPOSALS)
+    em.add_argument("--platform", choices=PLATFORMS, help="default: the scenario's own (snp for most)")
+    em.add_argument("--series", default="v8", choices=SERIES)
+    em.add_argument("--pages", type=int, help="guest_memfd size in pages (default 16; guest-boot 16M = 64 GiB)")
+    em.add_argument("--events", type=int, help="guest-boot: number of events (default 1,000,000)")
+    em.add_argument("--seed", type=int, default=0)
+    em.add_argument("-o", "--output", metavar="OUT")
+    em.set_defaults(func=cmd_emulate)
+    sw = sub.add_parser("sweep", help="explore a matrix of configurations on a process pool or a Dask cluster")
+    sw.add_argument("--proposals", default="all", help="comma list, or 'all' (default)")
+    sw.add_argument("--platforms", default="snp", help="comma list, or 'all' (default: snp)")
+    sw.add_argument("--series", default="v8", help="comma list, or 'all' (default: v8)")
+    sw.add_argument("--pages", default="2", help="comma list of page counts 1-6 (default: 2)")
+    sw.add_argument("--knobs", default="none",
+                    help="comma list of knob sets; '+' joins knobs in one set, 'none' is no knob (default)")
+    sw.add_argument("--workers", type=int, help="process pool size (default: one per core; 1 runs in-process)")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on this Dask distributed scheduler (tcp://HOST:PORT; needs gmemlab[sweep])")
+    sw.add_argument("--json", action="store_true")
+    sw.add_argument("-o", "--output", metavar="OUT")
+    sw.set_defaults(func=cmd_sweep)
+    r = sub.add_parser("report", help="run the notebooks headless; write HTML and the plain-text reply")
+    r.add_argument("--out", default="reports", metavar="DIR", help="where to write (default: reports)")
+    r.add_argument("--platform", default="snp", choices=PLATFORMS)
+    r.add_argument("--series", default="v8", choices=SERIES)
+    r.add_argument("--pages", type=int, default=2, help="pages of the guest_memfd (1-3)")
+    r.set_defaults(func=cmd_report)
     return p
 
 
