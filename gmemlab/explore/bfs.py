@@ -250,6 +250,17 @@ class Exploration:
                                                  "no_direct_map_series") if getattr(self.config, k)]}}
 
 
+def judge_state(x: "Exploration", sid: int, s: VmState, always: list, sometimes: list) -> None:
+    """Record the first state that breaks each always-property and the first witness of
+    each sometimes-property (states arrive in BFS order, so the first is a shallowest)."""
+    for p in always:
+        if p.name not in x.violations and not p.on_state(x.config, s):
+            x.violations[p.name] = Discovery(sid)
+    for p in sometimes:
+        if p.name not in x.witnesses and p.on_state(x.config, s):
+            x.witnesses[p.name] = Discovery(sid)
+
+
 class _Progress:
     """A one-line progress report on stderr, at most a few times a second."""
 
@@ -356,12 +367,7 @@ def _explore_reference(x: Exploration, show, max_states: int) -> None:
         x.states.append(s)
         x.parent.append((parent, action))
         x.depth.append(d)
-        for p in state_props:
-            if p.name not in x.violations and not p.on_state(cfg, s):
-                x.violations[p.name] = Discovery(sid)
-        for p in some_state:
-            if p.name not in x.witnesses and p.on_state(cfg, s):
-                x.witnesses[p.name] = Discovery(sid)
+        judge_state(x, sid, s, state_props, some_state)
         return sid
 
     for k, ev in enumerate(creates):

@@ -117,7 +117,7 @@ def _int32_array(a: np.ndarray) -> array:
 
 def explore_batched(x, symmetry: bool, show, max_states: int) -> None:
     """Fill the Exploration ``x`` (config, bounds, actions and creates already set)."""
-    from gmemlab.explore.bfs import Discovery, canonical
+    from gmemlab.explore.bfs import Discovery, canonical, judge_state
 
     cfg, n = x.config, x.bounds.pages
     page_bits = min(20, (63 - CID_BITS) // n)
@@ -177,12 +177,7 @@ def explore_batched(x, symmetry: bool, show, max_states: int) -> None:
         pact.extend(np.array([k], np.int32))
         depth.extend(np.array([1], np.int32))
         goal.extend(np.array([launched_and_running(cfg, s)]))
-        for p in always_state:
-            if p.name not in x.violations and not p.on_state(cfg, s):
-                x.violations[p.name] = Discovery(sid)
-        for p in some_state:
-            if p.name not in x.witnesses and p.on_state(cfg, s):
-                x.witnesses[p.name] = Discovery(sid)
+        judge_state(x, sid, s, always_state, some_state)
     visited = _Visited(np.array(root_keys, np.int64), np.arange(len(root_keys), dtype=np.int32))
     src_out, dst_out, act_out = array("i"), array("i"), array("i")
     outdeg = _Grow(np.int32)
