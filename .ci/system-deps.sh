@@ -3,7 +3,9 @@
 #   graphviz  the `dot` program that draws the state graphs (gmemlab falls back to a
 #             pure-Python drawing without it);
 #   chromium  /usr/bin/chromium, which the browser test drives through Playwright
-#             (Playwright never downloads a browser of its own here).
+#             (Playwright never downloads a browser of its own here);
+#   spin      the SPIN model checker, the peer whose state counts cross-check the
+#             explorer (benchmarks/peers/, tests/test_peers.py).
 # Installs only what is missing, and only as root with apt-get; otherwise it says what
 # to install and leaves the rest to the tests (outside CI the browser test then skips;
 # under CI=true a missing package is an error).
@@ -12,6 +14,7 @@ set -euo pipefail
 need=()
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v spin >/dev/null 2>&1 || need+=(spin)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
