@@ -269,6 +269,7 @@ class RangeEngine:
 
     def __init__(self, cfg: Config, state: VmState = VmState()):
         self._memo = {}
+        self.last_key = None  # the (compressed pre, event) key of the last apply(), if any
         self.cfg = cfg
         self.vm = state._replace(pages=())  # the VM-wide fields
         self._intern: dict[Page, Page] = {}
@@ -412,7 +413,7 @@ class RangeEngine:
     def _step(self, pre: VmState, ev_c: dict):
         """step() on a compressed state, remembered: guest-scale traces repeat the same
         compressed (state, event) pairs over and over (a pure function, so exact)."""
-        key = (pre, tuple(ev_c.get(f) for f in _EVENT_FIELDS))
+        key = self.last_key = (pre, tuple(map(ev_c.get, _EVENT_FIELDS)))
         hit = self._memo.get(key)
         if hit is None:
             if len(self._memo) >= _MEMO_MAX:
@@ -515,12 +516,15 @@ def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: 
             elif name not in broken_state:
                 broken_state.add(name)
                 line_bad.append(name)
-        tkey = (t.pre, tuple(t.event.get(f) for f in _EVENT_FIELDS))
-        trans_bad = judged.get(tkey)
+        tkey = engine.last_key
+        engine.last_key = None
+        trans_bad = judged.get(tkey) if tkey is not None else None
         if trans_bad is None:
             if len(judged) >= _MEMO_MAX:
                 judged.clear()
-            trans_bad = judged[tkey] = [p.name for p in _TRANS_PROPS if not p.on_transition(cfg, t)]
+            trans_bad = [p.name for p in _TRANS_PROPS if not p.on_transition(cfg, t)]
+            if tkey is not None:
+                judged[tkey] = trans_bad
         line_bad.extend(name for name in trans_bad if name not in line_bad)
         report.violations.extend({"invariant": name, "line": ev["line"]} for name in line_bad)
     report.state = engine.run_state()
