@@ -12,7 +12,7 @@ import pytest
 from gmemlab.explore.bfs import Bounds, explore
 from gmemlab.explore.compare import compare
 from gmemlab.explore.graph import difference, full_graph, quotient
-from gmemlab.explore.manifest import PATH, entry, grid, key
+from gmemlab.explore.manifest import PATH, grid, key
 from gmemlab.invariants import ALWAYS, INVARIANT_NAMES
 from gmemlab.model.state import Config
 from gmemlab.traces.format import dumps, loads

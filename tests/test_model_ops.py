@@ -2,7 +2,7 @@
 
 import pytest
 
-from gmemlab.model.state import GARBAGE, STALE, TE_NONE, TE_PENDING, TE_VALID, Config, VmState
+from gmemlab.model.state import GARBAGE, STALE, TE_NONE, TE_PENDING, TE_VALID, Config
 from gmemlab.model.step import (HOST_TOUCHED_TE, KVM_WROTE_PRIVATE, MEASURED_NOT_LOADED, STALE_EXPOSED,
                                 TE_TOOK_SHARED, step)
 from helpers import (FINALIZE, PS, accept, attrs, create, gread, gwrite, pin, populate, punch, read, run,

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from gmemlab.model.platforms import PLATFORMS
 from gmemlab.model.proposals import PROPOSALS
-from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, TE_VALID, ZERO,
+from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, ZERO,
                                  Config, Page, VmState, fresh_gmem)
 
 # Effects (see the module docstring).

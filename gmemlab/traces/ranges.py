@@ -352,7 +352,7 @@ class RangeEngine:
     # --- one event --------------------------------------------------------------------
 
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
-        cfg, ps, n = self.cfg, self.cfg.page_size, self.map.n
+        ps, n = self.cfg.page_size, self.map.n
         if ev["op"] == "create_gmem" or "offset" not in ev:
             return self._apply_whole(ev)
         off = ev["offset"]
