@@ -35,8 +35,9 @@ def check_report_text(report, header: dict) -> str:
         lines.append("invariants violated:")
         for v in report.violations:
             claim = PROPERTIES[v["invariant"]].claim
-            lines.append(wrap(f"line {v['line']}: {v['invariant']}: {claim}", "  ")
-                         .replace("\n  ", "\n    ", 0))
+            lines.append(textwrap.fill(f"line {v['line']}: {v['invariant']}: {claim}", width=WIDTH,
+                                       initial_indent="  ", subsequent_indent="    ",
+                                       break_on_hyphens=False))
     else:
         lines.append("invariants: none violated")
     lines.append("verdict: " + ("ok" if report.ok else "FAIL"))
