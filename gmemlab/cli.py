@@ -32,12 +32,15 @@ def _knob_options(p: argparse.ArgumentParser) -> None:
                    help="populate-converts: the TE takes the page before the conversion (literal call proposal)")
     g.add_argument("--huge-folios", action="store_true",
                    help="one huge folio backs the file: report whether launch keeps it intact")
+    g.add_argument("--allocation-failures", action="store_true",
+                   help="explore also tries each conversion with its allocation failing (ENOMEM)")
 
 
 def _knobs(args) -> dict:
     return {"refuse_unprepared_populate": args.refuse_unprepared_populate,
             "convert_after_populate": args.convert_after_populate,
-            "huge_folios": args.huge_folios}
+            "huge_folios": args.huge_folios,
+            "allocation_failures": args.allocation_failures}
 
 
 def _emit(text: str, out_path: str | None = None) -> None:

@@ -59,3 +59,32 @@ def test_cli_agrees(name):
         assert r.returncode == (0 if want == "conforms" else 1)
         assert out["conforms"] == (want != "diverges")
         assert out["events"] > 0
+
+
+def test_observed_enomem_replays_on_pages_and_runs():
+    from gmemlab.traces.format import loads
+    from gmemlab.traces.ranges import replay_ranges
+    text = "\n".join([
+        '{"format": "gmemlab-trace/1", "platform": "tdx"}',
+        '{"op": "create_gmem", "size": 16384, "flags": ["MMAP", "INIT_SHARED"]}',
+        '{"op": "host_write", "offset": 0, "value": "A", "expect": {"ok": true}}',
+        '{"op": "set_attributes", "offset": 4096, "size": 8192, "attributes": "private", "flags": [],'
+        ' "expect": {"ret": "ENOMEM", "error_offset": 4096}}',
+        '{"op": "host_read", "offset": 4096, "expect": {"ok": true, "value": 0}}',
+        '{"op": "set_attributes", "offset": 0, "size": 16384, "attributes": "private", "flags": [],'
+        ' "expect": {"ret": 0}}',
+    ]) + "\n"
+    header, events = loads(text, "enomem.jsonl")
+    page = replay(config_for(header), events)
+    runs = replay_ranges(config_for(header), events)
+    assert page.to_json() == runs.to_json()
+    assert page.ok and page.events == 5
+    # Under populate-converts on TDX, populate passes the ENOMEM of its conversion on.
+    text2 = "\n".join([
+        '{"format": "gmemlab-trace/1", "platform": "tdx"}',
+        '{"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"]}',
+        '{"op": "populate", "offset": 0, "size": 8192, "src": null, "expect": {"ret": "ENOMEM", "done": 0}}',
+        '{"op": "populate", "offset": 0, "size": 8192, "src": null, "expect": {"ret": 0, "done": 2}}',
+    ]) + "\n"
+    header, events = loads(text2, "enomem2.jsonl")
+    assert replay(config_for(header, "populate-converts"), events).ok

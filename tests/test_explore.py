@@ -187,3 +187,14 @@ def test_core_works_without_numpy():
     fast = compare("snp", "v8", Bounds(pages=2))
     assert {engine for engine, _, _ in plain} == {"reference"}
     assert [[n, inv] for _, n, inv in plain] == [[c.calls_to_launch, c.to_json()["invariants"]] for c in fast.columns]
+
+
+def test_allocation_failures_knob_shows_enomem_channels():
+    t = compare("tdx", "v8", Bounds(pages=1), knobs={"allocation_failures": True})
+    errors = {c.proposal: c.errors for c in t.columns}
+    assert "ENOMEM@offset" in errors["private-first"]["set_attributes"]
+    assert "ENOMEM" in errors["populate-converts"]["populate"]  # no offset: the ioctl has no field
+    assert "ENOMEM" not in errors["private-first"]["populate"]
+    for c in t.columns:
+        x = c.exploration
+        assert x.holds("failed_call_changes_nothing")

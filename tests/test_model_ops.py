@@ -342,3 +342,23 @@ def test_assumption_names_are_registered_and_used():
             if f.endswith(".py") and f != "assumptions.py":
                 used |= set(re.findall(r"\bA-[a-z0-9-]+[a-z0-9]", open(os.path.join(d, f)).read()))
     assert used == set(ASSUMPTIONS)
+
+
+def test_allocation_failure_is_enomem_at_start_and_changes_nothing():
+    s, _ = run(SW, create(2), write(0))
+    fail = {**attrs(1, 1, "private"), "process": "vmm", "fail": "ENOMEM"}
+    s2, out, _ = step(SW, s, fail)
+    assert out == {"ret": "ENOMEM", "error_offset": PS} and s2 == s
+    # The no-op check comes first: nothing to allocate, nothing to fail.
+    _, out, _ = step(SW, s, {**attrs(0, 1, "shared"), "process": "vmm", "fail": "ENOMEM"})
+    assert out == {"ret": 0}
+
+
+def test_populate_converts_inherits_enomem():
+    tdx = Config(proposal="populate-converts", platform="tdx")
+    s, _ = run(tdx, create(2), write(0))
+    s2, out, _ = step(tdx, s, {**populate(0, 2), "process": "vmm", "fail": "ENOMEM"})
+    assert out == {"ret": "ENOMEM", "done": 0} and not any(p.private for p in s2.pages)
+    snp = Config(proposal="populate-converts", platform="snp")
+    _, out, _ = step(snp, run(snp, create(1))[0], {**populate(0, 1), "process": "vmm", "fail": "ENOMEM"})
+    assert out == {"ret": "EIO", "done": 0}  # the ENOMEM is lost in snp_launch_update

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 
 from gmemlab.errors import UsageError
 from gmemlab.invariants import ALWAYS, SOMETIMES, Transition, launched_and_running
+from gmemlab.model.proposals import PROPOSALS
 from gmemlab.model.state import Config, VmState
-from gmemlab.model.step import step
+from gmemlab.model.step import FAIL, step
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def actions(cfg: Config, b: Bounds) -> list[dict]:
         acts.append({"op": "finalize", "process": "vmm"})
         for off, size in _ranges(cfg, b, whole=False):
             acts.append({"op": "guest_accept", "offset": off, "size": size, "process": "vmm"})
+    if cfg.allocation_failures:
+        # The same conversions (and populate-converts' populates) with the allocation failing.
+        converts = PROPOSALS[cfg.proposal].populate_converts
+        acts += [{**a, FAIL: "ENOMEM"} for a in list(acts)
+                 if a["op"] == "set_attributes" or (a["op"] == "populate" and converts)]
     for i in range(b.pages):
         for private in ((True, False) if cfg.has_te else (True,)):
             acts.append({"op": "guest_read", "offset": i * ps, "private": private, "process": "vmm"})
@@ -212,7 +218,7 @@ class Exploration:
         for k, ev in enumerate(steps):
             concrete = map_event(ev, order, ps, n) if self.symmetry and k > 0 else ev
             state, outcome, _ = step(cfg, state, concrete)
-            e = {key: v for key, v in concrete.items()}
+            e = {key: v for key, v in concrete.items() if key != FAIL}  # "expect" says ENOMEM
             e["expect"] = outcome
             out.append(e)
             if self.symmetry:

@@ -20,7 +20,8 @@ from typing import NamedTuple
 from gmemlab.errors import UsageError
 
 PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
-KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series", "huge_folios")
+KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series", "huge_folios",
+         "allocation_failures")
 PLATFORMS = ("sw_protected", "snp", "tdx")
 SERIES = ("v5", "v7", "v8")
 
@@ -115,6 +116,10 @@ class Config:
     # Knob: the file is backed by one huge folio (HugeTLB / THP support in the in-place
     # conversion work). A metric, not a rule of the uAPI: see step.huge_folio_rule.
     huge_folios: bool = False
+    # Knob: the explorer also tries each conversion with its allocation of tracking
+    # entries failing (ENOMEM, DOMAIN.md uAPI facts). Replay needs no knob: a trace that
+    # observed ENOMEM says so in its "expect".
+    allocation_failures: bool = False
 
     def __post_init__(self):
         for name, value, known in (("proposal", self.proposal, PROPOSALS),

@@ -27,6 +27,11 @@ from gmemlab.model.proposals import PROPOSALS
 from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, ZERO,
                                  Config, Page, VmState, fresh_gmem)
 
+# An event may carry "fail": "ENOMEM": an allocation inside the call fails. The state
+# cannot say when that happens; replay sets it where a trace observed ENOMEM, the
+# explorer tries it with the allocation_failures knob. Only conversions allocate.
+FAIL = "fail"
+
 # Effects (see the module docstring).
 TE_TOOK_SHARED = "te_took_shared"              # the TE took a page KVM tracks as shared
 KVM_WROTE_PRIVATE = "kvm_wrote_private"        # generic KVM code changed a private page's data
@@ -142,6 +147,11 @@ def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
     pages = s.pages
     if all(pages[i].private == to_private for i in span):
         return Result(s, ret(0))
+    if ev.get("fail") == "ENOMEM":
+        # The tracking entries could not be allocated: ENOMEM with error_offset = start,
+        # before anything is unmapped or converted (DOMAIN.md uAPI facts). Nothing in
+        # the state says when an allocation fails: the event does (see FAIL).
+        return Result(s, ret("ENOMEM", error_offset=offset))
     changes: dict[int, Page] = {}
     effects: set[str] = set()
     if to_private:
@@ -309,7 +319,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
         convert_now = proposal.populate_converts and not cfg.convert_after_populate
         convert_later = proposal.populate_converts and cfg.convert_after_populate
         if convert_now:
-            page, err = _populate_convert(s, page)
+            page, err = _populate_convert(s, page, ev)
             pages[i] = page
             if err:
                 break
@@ -335,7 +345,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
             if page.private:
                 effects.add(PLATFORM_COPIED)
         if convert_later:
-            page, err = _populate_convert(s, page)
+            page, err = _populate_convert(s, page, ev)
             pages[i] = page
             if err:
                 break
@@ -344,8 +354,11 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
                   ret(platform.populate_ret(err, done), done=done), frozenset(effects))
 
 
-def _populate_convert(s: VmState, page: Page) -> tuple[Page, str | None]:
-    """populate-converts: the conversion's own work on one page (unmap, refcount check)."""
+def _populate_convert(s: VmState, page: Page, ev: dict) -> tuple[Page, str | None]:
+    """populate-converts: the conversion's own work on one page (allocate tracking,
+    unmap, refcount check), with conversion's errors (ENOMEM, EAGAIN)."""
+    if ev.get("fail") == "ENOMEM":
+        return page, "ENOMEM"
     page = page._replace(mapped=())
     if page.pins:
         return page, "EAGAIN"

@@ -71,7 +71,7 @@ from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
 from gmemlab.model.step import step
 from gmemlab.traces.format import iter_file
-from gmemlab.traces.replay import CHECKED, Report, mismatch, outcome_json
+from gmemlab.traces.replay import CHECKED, Report, mismatch, outcome_json, with_observed_failure
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
 
@@ -481,7 +481,7 @@ class RangeEngine:
 
 # The fields that make up an event for step(); the rest (line, t, note, expect) does not
 # change what it does.
-_EVENT_FIELDS = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "process")
+_EVENT_FIELDS = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "process", "fail")
 _MEMO_MAX = 1 << 16
 
 
@@ -503,6 +503,7 @@ def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: 
     judged: dict = {}  # transition verdicts by (compressed pre, event): a pure function too
     for ev in events:
         report.events += 1
+        ev = with_observed_failure(ev)
         outcome, effects, t = engine.apply(ev)
         expected = ev.get("expect")
         if report.divergence is None and expected is not None and mismatch(expected, outcome):

@@ -27,6 +27,19 @@ def outcome_json(outcome: dict) -> dict:
     return {k: (value_json(v) if k == "value" else v) for k, v in outcome.items()}
 
 
+def with_observed_failure(ev: dict) -> dict:
+    """The event as the model must take it: where the trace observed ENOMEM from a call
+    that allocates (a conversion, or populate converting), the allocation failed.
+
+    >>> with_observed_failure({"op": "set_attributes", "expect": {"ret": "ENOMEM"}})["fail"]
+    'ENOMEM'
+    """
+    exp = ev.get("expect")
+    if exp is not None and exp.get("ret") == "ENOMEM" and ev["op"] in ("set_attributes", "populate"):
+        return {**ev, "fail": "ENOMEM"}
+    return ev
+
+
 def mismatch(expected: dict, predicted: dict) -> bool:
     """Whether a prediction contradicts what the trace observed.
 
@@ -89,6 +102,7 @@ def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report
             return continue_ranges(cfg, itertools.chain([ev], events), report, state, broken_state)
         report.events += 1
         pre = state
+        ev = with_observed_failure(ev)
         state, outcome, effects = step(cfg, pre, ev)
         expected = ev.get("expect")
         if report.divergence is None and expected is not None and mismatch(expected, outcome):
