@@ -71,7 +71,7 @@ from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
 from gmemlab.model.step import step
 from gmemlab.traces.format import iter_file
-from gmemlab.traces.replay import CHECKED, Report, mismatch, outcome_json, with_observed_failure
+from gmemlab.traces.replay import Report, with_observed_failure
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
 
@@ -491,32 +491,19 @@ def replay_ranges(cfg: Config, events: Iterable[dict], path: str = "<trace>") ->
     """Replay events on runs; the same Report as gmemlab.traces.replay.replay, except that
     ``report.state`` is a RunState (``.expand()`` gives the VmState). Streams: events
     may be a generator (gmemlab.traces.format.iter_events) and are never held."""
-    return continue_ranges(cfg, events, Report(path, cfg), VmState(), set())
+    return continue_ranges(cfg, events, Report(path, cfg), VmState())
 
 
-def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: VmState,
-                    broken_state: set) -> Report:
+def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: VmState) -> Report:
     """Go on with a replay on runs from a page-level state (replay() hands over here when
-    a trace creates a large file); report and broken_state carry what was judged so far."""
+    a trace creates a large file); the report carries what was judged so far."""
     engine = RangeEngine(cfg, state)
     names = [p.name for p in _STATE_PROPS]
     judged: dict = {}  # transition verdicts by (compressed pre, event): a pure function too
     for ev in events:
-        report.events += 1
         ev = with_observed_failure(ev)
         outcome, effects, t = engine.apply(ev)
-        expected = ev.get("expect")
-        if report.divergence is None and expected is not None and mismatch(expected, outcome):
-            report.divergence = {"line": ev["line"], "op": ev["op"],
-                                 "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
-                                 "predicted": outcome_json(outcome)}
-        line_bad = []
-        for name, holds in zip(names, engine.state_holds()):
-            if holds:
-                broken_state.discard(name)
-            elif name not in broken_state:
-                broken_state.add(name)
-                line_bad.append(name)
+        report.observe(ev, outcome)
         tkey = engine.last_key
         engine.last_key = None
         trans_bad = judged.get(tkey) if tkey is not None else None
@@ -526,8 +513,7 @@ def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: 
             trans_bad = [p.name for p in _TRANS_PROPS if not p.on_transition(cfg, t)]
             if tkey is not None:
                 judged[tkey] = trans_bad
-        line_bad.extend(name for name in trans_bad if name not in line_bad)
-        report.violations.extend({"invariant": name, "line": ev["line"]} for name in line_bad)
+        report.judge(ev["line"], zip(names, engine.state_holds()), trans_bad)
     report.state = engine.run_state()
     return report
 

@@ -62,6 +62,7 @@ class Report:
     divergence: dict | None = None
     violations: list = field(default_factory=list)
     state: VmState = VmState()
+    broken: set = field(default_factory=set)  # state invariants broken now (not reported again)
 
     @property
     def conforms(self) -> bool:
@@ -74,6 +75,28 @@ class Report:
     def to_json(self) -> dict:
         return {"conforms": self.conforms, "divergence": self.divergence,
                 "violations": self.violations, "events": self.events}
+
+    def observe(self, ev: dict, outcome: dict) -> None:
+        """Count the event; keep the first prediction that contradicts its "expect"."""
+        self.events += 1
+        expected = ev.get("expect")
+        if self.divergence is None and expected is not None and mismatch(expected, outcome):
+            self.divergence = {"line": ev["line"], "op": ev["op"],
+                               "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
+                               "predicted": outcome_json(outcome)}
+
+    def judge(self, line: int, state_verdicts, trans_bad: list[str]) -> None:
+        """Record the violations of one line: a state invariant where it stops holding
+        (``state_verdicts``: (name, holds) pairs), a transition invariant each time."""
+        line_bad = []
+        for name, holds in state_verdicts:
+            if holds:
+                self.broken.discard(name)
+            elif name not in self.broken:
+                self.broken.add(name)
+                line_bad.append(name)
+        line_bad.extend(name for name in trans_bad if name not in line_bad)
+        self.violations.extend({"invariant": name, "line": line} for name in line_bad)
 
 
 def config_for(header: dict, proposal: str = "private-first", series: str | None = None,
@@ -92,34 +115,19 @@ def replay(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report
     """Replay events (dicts from gmemlab.traces.format) and judge them."""
     report = Report(path, cfg)
     state = VmState()
-    broken_state: set[str] = set()
     state_props = [p for p in ALWAYS if p.on_state is not None]
     trans_props = [p for p in ALWAYS if p.on_transition is not None]
     events = iter(events)
     for ev in events:
         if ev["op"] == "create_gmem" and ev["size"] // cfg.page_size > RANGE_PAGES:
             from gmemlab.traces.ranges import continue_ranges
-            return continue_ranges(cfg, itertools.chain([ev], events), report, state, broken_state)
-        report.events += 1
+            return continue_ranges(cfg, itertools.chain([ev], events), report, state)
         pre = state
         ev = with_observed_failure(ev)
         state, outcome, effects = step(cfg, pre, ev)
-        expected = ev.get("expect")
-        if report.divergence is None and expected is not None and mismatch(expected, outcome):
-            report.divergence = {"line": ev["line"], "op": ev["op"],
-                                 "expected": outcome_json({k: v for k, v in expected.items() if k in CHECKED}),
-                                 "predicted": outcome_json(outcome)}
+        report.observe(ev, outcome)
         t = Transition(pre, ev, outcome, state, effects)
-        line_bad = []
-        for p in state_props:
-            if p.on_state(cfg, state):
-                broken_state.discard(p.name)
-            elif p.name not in broken_state:
-                broken_state.add(p.name)
-                line_bad.append(p.name)
-        for p in trans_props:
-            if not p.on_transition(cfg, t) and p.name not in line_bad:
-                line_bad.append(p.name)
-        report.violations.extend({"invariant": name, "line": ev["line"]} for name in line_bad)
+        report.judge(ev["line"], ((p.name, p.on_state(cfg, state)) for p in state_props),
+                     [p.name for p in trans_props if not p.on_transition(cfg, t)])
     report.state = state
     return report
