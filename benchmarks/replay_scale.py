@@ -31,11 +31,11 @@ def child(path: str, proposal: str) -> None:
     """Replay the file on runs; print its figures, peak RSS of this process included."""
     import resource
 
-    from gmemlab.traces.ranges import iter_file_events, replay_ranges
+    from gmemlab.traces.format import iter_file, replay_ranges
     from gmemlab.traces.replay import config_for
 
     t0 = time.perf_counter()
-    events = iter_file_events(path)
+    events = iter_file(path)
     header = next(events)
     report = replay_ranges(config_for(header, proposal), events, path)
     seconds = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from gmemlab.errors import UsageError
 from gmemlab.model.state import PROPOSALS
 from gmemlab.traces.emulate import SCENARIOS, corpus, emulate, emulate_lines, verdict
 from gmemlab.traces.format import dumps, loads
-from gmemlab.traces.ranges import iter_file_events
+from gmemlab.traces.format import iter_file
 from gmemlab.traces.replay import config_for, replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,10 +28,10 @@ def test_manifest_covers_every_file():
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_emulated_file_replays_with_its_verdict(name):
     path = os.path.join(EMULATED, name)
-    header = next(iter_file_events(path))
+    header = next(iter_file(path))
     assert header["source"] == "emulated"
     for proposal in PROPOSALS:
-        events = iter_file_events(path)
+        events = iter_file(path)
         next(events)
         report = replay(config_for(header, proposal), events, path)
         assert verdict(report) == MANIFEST[name]["verdicts"][proposal], proposal

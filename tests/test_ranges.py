@@ -8,8 +8,8 @@ import gmemlab.traces.replay as page_replay
 from gmemlab.invariants import ALWAYS
 from gmemlab.model.state import GARBAGE, STALE, PLATFORMS, PROPOSALS, SERIES, Config, Page, VmState
 from gmemlab.model.step import step
-from gmemlab.traces.format import dumps, iter_events, loads
-from gmemlab.traces.ranges import RangeEngine, RunMap, iter_file_events, replay_ranges
+from gmemlab.traces.format import dumps, iter_events, iter_file, loads
+from gmemlab.traces.ranges import RangeEngine, RunMap, replay_ranges
 from gmemlab.traces.replay import replay
 
 PS = 4096
@@ -217,7 +217,7 @@ def test_check_trace_uses_runs_for_large_files(monkeypatch, tmp_path):
     # streaming from a file gives the same events
     path = tmp_path / "big.jsonl"
     path.write_text(text)
-    assert list(iter_file_events(str(path))) == list(iter_events(text, str(path)))
+    assert list(iter_file(str(path))) == list(iter_events(text, str(path)))
 
 
 def test_handover_mid_trace_keeps_what_was_judged():

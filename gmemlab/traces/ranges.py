@@ -70,7 +70,6 @@ from typing import Iterable, Iterator
 from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
 from gmemlab.model.step import step
-from gmemlab.traces.format import iter_file
 from gmemlab.traces.replay import Report, with_observed_failure
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
@@ -516,8 +515,3 @@ def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: 
         report.judge(ev["line"], zip(names, engine.state_holds()), trans_bad)
     report.state = engine.run_state()
     return report
-
-
-def iter_file_events(path: str) -> Iterator[dict]:
-    """The events of the trace at path, read a line at a time (header first)."""
-    return iter_file(path)
