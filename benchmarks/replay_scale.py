@@ -31,7 +31,8 @@ def child(path: str, proposal: str) -> None:
     """Replay the file on runs; print its figures, peak RSS of this process included."""
     import resource
 
-    from gmemlab.traces.format import iter_file, replay_ranges
+    from gmemlab.traces.format import iter_file
+    from gmemlab.traces.ranges import replay_ranges
     from gmemlab.traces.replay import config_for
 
     t0 = time.perf_counter()
