@@ -19,7 +19,7 @@ REPORT_PAGES    ?= 2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[fast,lab,test]'
+	$(PY) -m pip install --quiet -e '.[lab,test]'
 	touch $(STAMP)
 
 system-deps:
@@ -56,7 +56,7 @@ BENCH_OUT  ?= reports/bench.json
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[fast,lab,test,bench]'
+	$(PY) -m pip install --quiet -e '.[lab,test,bench]'
 	touch $(BENCH_STAMP)
 
 bench: system-deps $(STAMP) $(BENCH_STAMP)

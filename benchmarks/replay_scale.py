@@ -3,7 +3,7 @@
 Makes a guest-boot trace (default 16M pages = 64 GiB, 1,000,000 events) in a temporary
 folder, then, in a child process (so that making the trace does not count in its peak
 RSS), reads it line by line with the strict reader and replays it on runs with every
-invariant judged (gmemlab.traces.ranges.replay_ranges: what check-trace does for a large
+invariant judged (gmemlab.traces.replay.replay_ranges: what check-trace does for a large
 file). For scale, it also times bare json.loads over the same lines. Prints one JSON
 object:
 
@@ -32,8 +32,7 @@ def child(path: str, proposal: str) -> None:
     import resource
 
     from gmemlab.traces.format import iter_file
-    from gmemlab.traces.ranges import replay_ranges
-    from gmemlab.traces.replay import config_for
+    from gmemlab.traces.replay import config_for, replay_ranges
 
     t0 = time.perf_counter()
     events = iter_file(path)

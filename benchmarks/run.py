@@ -53,7 +53,7 @@ GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay
 
 def child_explore(proposal: str, pages: int, symmetry: bool, engine: str, cap: int | None) -> dict:
     from gmemlab.errors import UsageError
-    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.explore import Bounds, explore
     from gmemlab.model.state import Config
 
     explore(Config(proposal=proposal), Bounds(pages=2), symmetry=symmetry, engine=engine)   # warm-up
@@ -87,7 +87,7 @@ def child_explore(proposal: str, pages: int, symmetry: bool, engine: str, cap: i
 
 
 def child_interactivity(repeats: int) -> dict:
-    from gmemlab.explore.bfs import Bounds
+    from gmemlab.explore import Bounds
     from gmemlab.explore.compare import compare
 
     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def peers(log) -> dict:
 def profile(path: str) -> None:
     from pyinstrument import Profiler
 
-    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.explore import Bounds, explore
     from gmemlab.model.state import Config
     explore(Config(), Bounds(pages=2))
     with Profiler() as prof:

@@ -1,4 +1,4 @@
-"""The command line of INTERFACES.md: ``gmemlab`` and ``python -m gmemlab``.
+"""The command line of docs/cli.md: ``gmemlab`` and ``python -m gmemlab``.
 
 Exit status: 0 all is well; 1 a trace diverges or an invariant breaks; 2 unusable input
 or a misuse of the command line (the message names file, line and problem). No
@@ -13,34 +13,103 @@ import json
 import os
 import sys
 
+from gmemlab import __version__
 from gmemlab.errors import GmemlabError, InputError, UsageError
-from gmemlab.model.state import PLATFORMS, PROPOSALS, SERIES
+from gmemlab.model import vocab
+from gmemlab.model.vocab import PLATFORMS, SERIES
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option shows its default (unless it has none worth showing: None, False,
+    an empty list); descriptions are wrapped line by line, and indented lines (the
+    examples) are kept as they are."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n".join(line if not line.strip() or line.startswith(" ")
+                         else super(_Help, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _knob_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("knobs")
-    g.add_argument("--refuse-unprepared-populate", action="store_true",
-                   help="the v9 alternative: a NULL-source populate of a page not up to date is EOPNOTSUPP")
-    g.add_argument("--convert-after-populate", action="store_true",
-                   help="populate-converts: the TE takes the page before the conversion (literal call proposal)")
-    g.add_argument("--huge-folios", action="store_true",
-                   help="one huge folio backs the file: report whether launch keeps it intact")
-    g.add_argument("--allocation-failures", action="store_true",
-                   help="explore also tries each conversion with its allocation failing (ENOMEM)")
+def _pct(text: str) -> str:
+    """Help text as argparse wants it (it %-formats help strings)."""
+    return text.replace("%", "%%")
+
+
+def _knob_options(p: argparse.ArgumentParser, what: str = "") -> None:
+    """One --flag per knob of the registry (gmemlab.model.vocab.KNOBS), with its help,
+    its status and where it was argued."""
+    g = p.add_argument_group("knobs", "design knobs (gmemlab.model.vocab.KNOBS), each with where it "
+                                      "was argued" + what)
+    for k in vocab.KNOBS.values():
+        status = f" [{k.status}]" if k.status else ""
+        g.add_argument(k.flag, dest=k.name, action="store_true",
+                       help=_pct(f"{k.help}{status}. Source: {k.source}"))
 
 
 def _knobs(args) -> dict:
-    return {"refuse_unprepared_populate": args.refuse_unprepared_populate,
-            "convert_after_populate": args.convert_after_populate,
-            "huge_folios": args.huge_folios,
-            "allocation_failures": args.allocation_failures}
+    return {name: bool(getattr(args, name, False)) for name in vocab.KNOBS}
+
+
+def _variants_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variants", metavar="FILE.py", action="append", default=[],
+                   help="load the proposal variants this Python file defines at top level "
+                        "(Proposal.derive(...); docs/variants.md) before proposal names are "
+                        "checked; may be given more than once")
+
+
+def _proposal_option(p: argparse.ArgumentParser, default: str = "private-first") -> None:
+    # No argparse choices: a variant's name is known only once --variants is loaded
+    # (main checks the name then, see _load_variants).
+    p.add_argument("--proposal", default=default, metavar="NAME",
+                   help="the proposal: " + ", ".join(vocab.proposal_names())
+                        + ", or a variant loaded with --variants")
+    _variants_option(p)
+
+
+_loaded: dict[str, list[str]] = {}   # variants file -> the proposal names it registered
+
+
+def _load(path: str) -> None:
+    key = os.path.abspath(path)
+    names = _loaded.get(key)
+    if names is None or any(n not in vocab.proposal_names() for n in names):
+        # a broken file: InputError naming file:line, exit 2
+        _loaded[key] = [p.name for p in vocab.load_variants(path)]
+
+
+def _preload_variants(argv: list[str]) -> None:
+    """Load --variants files named in argv before the parser is built, so that --help
+    lists their proposals (main loads them again from the parsed arguments, which also
+    catches abbreviated spellings; a file is loaded once)."""
+    for i, a in enumerate(argv):
+        if a == "--variants" and i + 1 < len(argv):
+            _load(argv[i + 1])
+        elif a.startswith("--variants="):
+            _load(a.split("=", 1)[1])
+
+
+def _load_variants(args) -> None:
+    """Load the variants files, then check the proposal name against the registry."""
+    for path in getattr(args, "variants", None) or []:
+        _load(path)
+    if getattr(args, "proposal", None) is not None:
+        vocab.proposal(args.proposal)
 
 
 def _emit(text: str, out_path: str | None = None) -> None:
@@ -104,25 +173,28 @@ def cmd_import(args) -> int:
 # --- explore / compare ------------------------------------------------------------------
 
 def _explore_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--platform", default="snp", choices=PLATFORMS)
-    p.add_argument("--series", default="v8", choices=SERIES)
-    p.add_argument("--pages", type=int, default=2, help="pages of the guest_memfd (1-6)")
+    p.add_argument("--platform", default="snp", choices=PLATFORMS, help="the platform (its trusted entity)")
+    p.add_argument("--series", default="v8", choices=SERIES, help="the series whose rules apply")
+    p.add_argument("--pages", type=int, default=2, help=f"pages of the guest_memfd (1..{vocab.MAX_PAGES})")
     p.add_argument("--no-symmetry", action="store_true", help="turn symmetry reduction off")
     p.add_argument("--ranges", choices=("page+file", "all"), default="page+file",
-                   help="range calls on single pages and the whole file (default), or on every "
+                   help="range calls on single pages and the whole file (page+file), or on every "
                         "contiguous range (turns symmetry off)")
     p.add_argument("--no-direct-map", action="store_true",
                    help="create the guest_memfd with NO_DIRECT_MAP (another series)")
     p.add_argument("--processes", type=int, default=1,
                    help="host processes that map the file (2 adds a forked child)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--engine", default="auto", choices=vocab.ENGINES,
+                   help="the explorer's engine: reference (step() on every transition), fast (the "
+                        "table engine), or auto (fast where it applies); both find the same exploration")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _knob_options(p)
 
 
 def _bounds(args):
-    from gmemlab.explore.bfs import Bounds
-    if not 1 <= args.pages <= 6:
-        raise UsageError(f"--pages must be 1..6, got {args.pages}")
+    from gmemlab.explore import Bounds
+    if not 1 <= args.pages <= vocab.MAX_PAGES:
+        raise UsageError(f"--pages must be 1..{vocab.MAX_PAGES}, got {args.pages}")
     if not 1 <= args.processes <= 2:
         raise UsageError(f"--processes must be 1 or 2, got {args.processes}")
     return Bounds(pages=args.pages, no_direct_map=args.no_direct_map,
@@ -130,24 +202,29 @@ def _bounds(args):
 
 
 def cmd_explore(args) -> int:
-    from gmemlab.explore.bfs import explore
+    from gmemlab.explore import explore
+    from gmemlab.invariants import INVARIANT_NAMES
     from gmemlab.model.state import Config
     from gmemlab.render.text import explore_text
 
     cfg = Config(proposal=args.proposal, platform=args.platform, series=args.series, **_knobs(args))
     result = explore(cfg, _bounds(args), symmetry=not args.no_symmetry,
-                     progress=not args.json and sys.stderr.isatty())
+                     progress=not args.json and sys.stderr.isatty(), engine=args.engine)
     _emit(_json_text(result.to_json()) if args.json else explore_text(result))
-    return EXIT_OK
+    # 1: an invariant breaks (the counterexample is in the output), as check-trace does
+    return EXIT_OK if all(result.holds(n) for n in INVARIANT_NAMES) else EXIT_FAIL
 
 
 def cmd_compare(args) -> int:
     from gmemlab.explore.compare import compare
     from gmemlab.render.text import compare_text
 
+    # Every proposal known: the built-ins, then the variants --variants loaded. A broken
+    # invariant is the comparison's content, not a failure: exit 0 unless input is bad.
     table = compare(args.platform, args.series, _bounds(args), knobs=_knobs(args),
                     symmetry=not args.no_symmetry,
-                    progress=not args.json and sys.stderr.isatty())
+                    progress=not args.json and sys.stderr.isatty(),
+                    proposals=vocab.proposal_names(), engine=args.engine)
     _emit(_json_text(table.to_json()) if args.json else compare_text(table))
     return EXIT_OK
 
@@ -177,7 +254,7 @@ def cmd_emulate(args) -> int:
 def cmd_report(args) -> int:
     from gmemlab.report import report
 
-    for path in report(args.out, args.platform, args.series, args.pages,
+    for path in report(args.out, args.platform, args.series, args.pages, variants=tuple(args.variants),
                        log=lambda msg: print(f"gmemlab report: {msg}", file=sys.stderr)):
         print(path)
     return EXIT_OK
@@ -190,10 +267,14 @@ def cmd_sweep(args) -> int:
 
     from gmemlab.sweep import matrix, parse_knob_sets, parse_list, parse_pages, sweep, table_text
 
-    points = matrix(parse_list(args.proposals, "proposals", PROPOSALS),
+    # every knob given as a flag is on in every knob set of --knobs
+    always = tuple(k for k, on in _knobs(args).items() if on)
+    points = matrix(parse_list(args.proposals, "proposals", vocab.proposal_names()),
                     parse_list(args.platforms, "platforms", PLATFORMS),
                     parse_list(args.series, "series", SERIES),
-                    parse_pages(args.pages), parse_knob_sets(args.knobs))
+                    parse_pages(args.pages), [tuple(sorted(set(s) | set(always)))
+                                              for s in parse_knob_sets(args.knobs)],
+                    variants=tuple(args.variants))
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     engine = "dask" if args.scheduler else ("serial" if args.workers == 1 else "processes")
@@ -208,72 +289,140 @@ def cmd_sweep(args) -> int:
 
 # --- main ---------------------------------------------------------------------------------
 
+def _epilog(*examples: str) -> str:
+    return "examples:\n" + "\n".join("  " + e for e in examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="gmemlab", description="Model, explore and check KVM guest_memfd launch-memory proposals.")
+    p = _Parser(prog="gmemlab", description="Model, explore and check KVM guest_memfd launch-memory proposals.",
+                epilog="exit status: 0 all is well; 1 a trace diverges or an invariant breaks; 2 unusable "
+                       "input or a misuse of the command line. `gmemlab COMMAND --help` describes each command.")
+    p.add_argument("--version", action="version", version=f"gmemlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    c = sub.add_parser("check-trace", help="replay a gmemlab-trace/1 file against a proposal")
-    c.add_argument("file", metavar="FILE")
-    c.add_argument("--proposal", default="private-first", choices=PROPOSALS)
+    c = sub.add_parser(
+        "check-trace", help="replay a gmemlab-trace/1 file against a proposal",
+        description="Replay a gmemlab-trace/1 file (recorded on a kernel, imported or emulated) against "
+                    "a proposal's model: exit 0 when every outcome matches and no invariant breaks, 1 "
+                    "when the trace diverges or violates one, 2 when the file is unusable (file:line).",
+        epilog=_epilog("gmemlab check-trace data/traces/launch/snp_private_first.jsonl",
+                       "gmemlab check-trace t.jsonl --proposal userspace-converts --json",
+                       "gmemlab check-trace t.jsonl --variants my_variants.py --proposal my-variant"))
+    c.add_argument("file", metavar="FILE", help="the trace (JSON lines, header first)")
+    _proposal_option(c)
     c.add_argument("--series", choices=SERIES, help="override the header's series")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     _knob_options(c)
     c.set_defaults(func=cmd_check_trace)
 
-    i = sub.add_parser("import", help="convert a QEMU trace log or ftrace text into gmemlab-trace/1")
-    i.add_argument("file", metavar="FILE")
-    i.add_argument("--from", dest="kind", required=True, choices=("qemu", "ftrace"))
-    i.add_argument("--platform", default="snp", choices=PLATFORMS)
-    i.add_argument("-o", "--output", metavar="OUT")
+    i = sub.add_parser(
+        "import", help="convert a QEMU trace log or ftrace text into gmemlab-trace/1",
+        description="Convert a QEMU trace log or ftrace text into a gmemlab-trace/1 file; events it "
+                    "does not convert are counted on stderr.",
+        epilog=_epilog("gmemlab import qemu.log --from qemu -o launch.jsonl",
+                       "gmemlab import trace.txt --from ftrace --platform tdx --json > t.jsonl"))
+    i.add_argument("file", metavar="FILE", help="the log to convert")
+    i.add_argument("--from", dest="kind", required=True, choices=("qemu", "ftrace"), help="what the log is")
+    i.add_argument("--platform", default="snp", choices=PLATFORMS, help="the platform the log was taken on")
+    i.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
     i.add_argument("--json", action="store_true", help="print the skipped-event counts as JSON on stderr")
     i.set_defaults(func=cmd_import)
 
-    e = sub.add_parser("explore", help="every state reachable from a fresh guest_memfd")
-    e.add_argument("--proposal", default="private-first", choices=PROPOSALS)
+    e = sub.add_parser(
+        "explore", help="every state reachable from a fresh guest_memfd",
+        description="Explore every state a fresh guest_memfd reaches under one proposal, and decide "
+                    "every invariant: exit 0 when all hold, 1 when one breaks (its shortest "
+                    "counterexample is printed), 2 on bad input.",
+        epilog=_epilog("gmemlab explore --proposal userspace-converts --platform tdx --pages 1",
+                       "gmemlab explore --huge-folios --json",
+                       "gmemlab explore --variants my_variants.py --proposal populate-converts-ebusy"))
+    _proposal_option(e)
     _explore_options(e)
     e.set_defaults(func=cmd_explore)
 
-    m = sub.add_parser("compare", help="every proposal side by side")
+    m = sub.add_parser(
+        "compare", help="every proposal side by side",
+        description="Explore every proposal (the built-ins, then the variants --variants loads) on the "
+                    "same configuration and print the matrix (72 columns, for email). Exit 0 unless "
+                    "the input is bad: a broken invariant is what the matrix reports.",
+        epilog=_epilog("gmemlab compare --platform snp --pages 1",
+                       "gmemlab compare --series v7 --refuse-unprepared-populate --json",
+                       "gmemlab compare --variants my_variants.py --engine reference"))
+    _variants_option(m)
     _explore_options(m)
     m.set_defaults(func=cmd_compare)
 
-    em = sub.add_parser("emulate", help="write a trace made by driving the model through a scenario")
+    em = sub.add_parser(
+        "emulate", help="write a trace made by driving the model through a scenario",
+        description="Write a gmemlab-trace/1 file made by driving the model of a proposal through a "
+                    "scenario, every event with the outcome the model predicts.",
+        epilog=_epilog("gmemlab emulate snp-launch -o snp.jsonl",
+                       "gmemlab emulate legacy-copy --platform tdx --pages 5 --seed 2",
+                       "gmemlab emulate pinned-retry --variants my_variants.py --proposal my-variant"))
     em.add_argument("scenario", metavar="SCENARIO",
                     help="snp-launch, tdx-launch, legacy-copy, pinned-retry or guest-boot")
-    em.add_argument("--proposal", default="private-first", choices=PROPOSALS)
+    _proposal_option(em)
     em.add_argument("--platform", choices=PLATFORMS, help="default: the scenario's own (snp for most)")
-    em.add_argument("--series", default="v8", choices=SERIES)
+    em.add_argument("--series", default="v8", choices=SERIES, help="the series whose rules apply")
     em.add_argument("--pages", type=int, help="guest_memfd size in pages (default 16; guest-boot 16M = 64 GiB)")
     em.add_argument("--events", type=int, help="guest-boot: number of events (default 1,000,000)")
-    em.add_argument("--seed", type=int, default=0)
-    em.add_argument("-o", "--output", metavar="OUT")
+    em.add_argument("--seed", type=int, default=0, help="the random seed (same seed, same bytes)")
+    em.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
     em.set_defaults(func=cmd_emulate)
-    sw = sub.add_parser("sweep", help="explore a matrix of configurations on a process pool or a Dask cluster")
-    sw.add_argument("--proposals", default="all", help="comma list, or 'all' (default)")
-    sw.add_argument("--platforms", default="snp", help="comma list, or 'all' (default: snp)")
-    sw.add_argument("--series", default="v8", help="comma list, or 'all' (default: v8)")
-    sw.add_argument("--pages", default="2", help="comma list of page counts 1-6 (default: 2)")
+
+    sw = sub.add_parser(
+        "sweep", help="explore a matrix of configurations on a process pool or a Dask cluster",
+        description="Explore every point of proposal x platform x series x pages x knob set, on a "
+                    "process pool, in this process (--workers 1) or on a Dask cluster; the results "
+                    "do not depend on where they ran.",
+        epilog=_epilog("gmemlab sweep --platforms all --pages 1,2",
+                       "gmemlab sweep --knobs none,refuse_unprepared_populate+huge_folios --json",
+                       "gmemlab sweep --variants my_variants.py --proposals all --workers 2",
+                       "gmemlab sweep --scheduler tcp://127.0.0.1:8786"))
+    sw.add_argument("--proposals", default="all",
+                    help="comma list, or 'all' (the built-ins and the variants --variants loads)")
+    _variants_option(sw)
+    sw.add_argument("--platforms", default="snp", help="comma list, or 'all'")
+    sw.add_argument("--series", default="v8", help="comma list, or 'all'")
+    sw.add_argument("--pages", default="2", help=f"comma list of page counts 1..{vocab.MAX_PAGES}")
     sw.add_argument("--knobs", default="none",
-                    help="comma list of knob sets; '+' joins knobs in one set, 'none' is no knob (default)")
+                    help="comma list of knob sets; '+' joins knobs in one set, 'none' is no knob; names: "
+                         + ", ".join(vocab.KNOBS))
     sw.add_argument("--workers", type=int, help="process pool size (default: one per core; 1 runs in-process)")
     sw.add_argument("--scheduler", metavar="ADDRESS",
                     help="run on this Dask distributed scheduler (tcp://HOST:PORT; needs gmemlab[sweep])")
-    sw.add_argument("--json", action="store_true")
-    sw.add_argument("-o", "--output", metavar="OUT")
+    sw.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    sw.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
+    _knob_options(sw, "; a knob given here is on in every knob set of --knobs")
     sw.set_defaults(func=cmd_sweep)
-    r = sub.add_parser("report", help="run the notebooks headless; write HTML and the plain-text reply")
-    r.add_argument("--out", default="reports", metavar="DIR", help="where to write (default: reports)")
-    r.add_argument("--platform", default="snp", choices=PLATFORMS)
-    r.add_argument("--series", default="v8", choices=SERIES)
-    r.add_argument("--pages", type=int, default=2, help="pages of the guest_memfd (1-3)")
+
+    r = sub.add_parser(
+        "report", help="run the notebooks headless; write HTML and the plain-text reply",
+        description="Run the notebooks headless (papermill), write each as HTML with its widgets, and "
+                    "the reply to the list as reply.txt (ASCII, 72 columns) and reply.html. Needs "
+                    "gmemlab[lab].",
+        epilog=_epilog("gmemlab report --out reports --platform snp --pages 1",
+                       "gmemlab report --series v7 --variants my_variants.py"))
+    r.add_argument("--out", default="reports", metavar="DIR", help="where to write")
+    r.add_argument("--platform", default="snp", choices=PLATFORMS, help="the platform of every notebook")
+    r.add_argument("--series", default="v8", choices=SERIES, help="the series of every notebook")
+    r.add_argument("--pages", type=int, default=2,
+                   help=f"pages of the guest_memfd (1..{vocab.WIDGET_MAX_PAGES})")
+    _variants_option(r)
     r.set_defaults(func=cmd_report)
+
+    from gmemlab.kvm import command as kvm_command  # kvm-run: the running kernel as the oracle
+    kvm_command.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        _preload_variants(argv)
         args = build_parser().parse_args(argv)
+        _load_variants(args)
         return args.func(args)
     except GmemlabError as e:
         print(f"gmemlab: {e}" if isinstance(e, UsageError) and not str(e).startswith("gmemlab") else str(e),

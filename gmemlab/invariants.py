@@ -1,4 +1,4 @@
-"""The properties people argue about, as named data (names from DOMAIN.md).
+"""The properties people argue about, as named data (names from docs/domain.md).
 
 An ``always`` property is a claim on every reachable state, or on every transition
 where that is its nature; a ``sometimes`` property names something that must be
@@ -141,7 +141,7 @@ def launched_and_running(cfg: Config, s: VmState) -> bool:
 ALWAYS = [
     Property("private_not_host_mapped", "always",
              "a KVM-private page is in no host page table",
-             "DOMAIN.md uAPI facts: conversion to private unmaps from every host page table; "
+             "docs/domain.md, uAPI facts: conversion to private unmaps from every host page table; "
              "selftest fault_private", on_state=_private_not_host_mapped,
              pair="a_private_page_exists"),
     Property("private_not_pinned", "always",
@@ -168,7 +168,7 @@ ALWAYS = [
              on_transition=_effect_absent(S.KVM_WROTE_PRIVATE), pair="private_page_holds_data"),
     Property("launch_contents_preserved", "always",
              "what userspace loaded is what got measured",
-             "DOMAIN.md proposals: private-first steps 2-4 (load while shared, convert, populate in place)",
+             "docs/domain.md, the three proposals: private-first steps 2-4 (load while shared, convert, populate in place)",
              on_transition=_effect_absent(S.MEASURED_NOT_LOADED), pair="loaded_image_measured"),
     Property("failed_call_changes_nothing", "always",
              "a failed call leaves attributes and TE state as they were, past the point it says it reached",

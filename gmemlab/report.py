@@ -22,9 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from gmemlab.errors import UsageError
 from gmemlab.fsutil import atomic_write
 
-NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply")
+NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
+             "06_variants")
 # Longest first, so that two workers finish together.
-RUN_ORDER = ("02_compare", "03_counterexamples", "05_rfc_reply", "04_conformance", "01_state_space")
+RUN_ORDER = ("02_compare", "03_counterexamples", "05_rfc_reply", "06_variants", "04_conformance",
+             "01_state_space")
 # Notebooks whose configuration comes from each trace's header, not from the report.
 PER_TRACE = ("04_conformance",)
 TITLES = {
@@ -33,6 +35,7 @@ TITLES = {
     "03_counterexamples": "Counterexamples",
     "04_conformance": "Trace conformance",
     "05_rfc_reply": "The reply to the list",
+    "06_variants": "A proposal of your own",
 }
 
 
@@ -107,18 +110,23 @@ def _index(out_names: list[str], config: dict) -> str:
 
 
 def report(out: str = "reports", platform: str = "snp", series: str = "v8", pages: int = 2,
-           notebooks: tuple = NOTEBOOKS, jobs: int = 2, log=None) -> list[str]:
+           notebooks: tuple = NOTEBOOKS, jobs: int = 2, log=None, variants: tuple = ()) -> list[str]:
     """Run the notebooks, write their HTML, reply.txt, reply.html and index.html into out.
 
-    Returns the paths written, in a stable order.
+    ``variants``: files of proposal variants (``--variants``), loaded here first (a broken
+    file is an InputError naming file:line) and then by every notebook that declares a
+    ``variants`` parameter. Returns the paths written, in a stable order.
     """
-    from gmemlab.model.state import PLATFORMS, SERIES
+    from gmemlab.model.vocab import PLATFORMS, SERIES, WIDGET_MAX_PAGES, load_variants
     if platform not in PLATFORMS:
         raise UsageError(f"unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
     if series not in SERIES:
         raise UsageError(f"unknown series {series!r}; known: {', '.join(SERIES)}")
-    if not 1 <= pages <= 3:
-        raise UsageError(f"--pages must be 1..3 for the report, got {pages}")
+    if not 1 <= pages <= WIDGET_MAX_PAGES:
+        raise UsageError(f"--pages must be 1..{WIDGET_MAX_PAGES} for the report, got {pages}")
+    variants = [os.path.abspath(v) for v in variants]  # the notebooks run in notebooks/
+    for v in variants:
+        load_variants(v)
     unknown = [n for n in notebooks if n not in NOTEBOOKS]
     if unknown:
         raise UsageError(f"unknown notebook(s) {', '.join(unknown)}; known: {', '.join(NOTEBOOKS)}")
@@ -134,6 +142,7 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
             params = {"results_path": os.path.join(tmp, name + ".json")}
             if name not in PER_TRACE:  # traces name their own platform and series
                 params.update(platform=platform, series=series, pages=pages)
+            params["variants"] = variants  # passed only to the notebooks that declare it
             path = os.path.join(tmp, name + ".ipynb")
             execute(name, params, path, nbdir)
             return name

@@ -9,6 +9,11 @@ scheduler address (``engine="dask"``; the "sweep" extra). Whichever engine ran t
 the results are the same data in the same order (sorted by point), with no timings:
 ``to_json`` and ``table_text`` of two runs are byte-identical.
 
+Proposals, platforms, series, knobs and the page limit come from the one registry
+(gmemlab.model.vocab). A designer's variants (``gmemlab sweep --variants FILE.py``) are
+registered in this process; each Point carries the variants files too, so that a worker
+process (or a Dask worker: the path must exist there) loads them before it explores.
+
 >>> r = sweep(matrix(["private-first", "userspace-converts"], ["snp"], ["v8"], [1], [()]), engine="serial")
 >>> [(p["proposal"], p["states"], p["broken"]) for p in r.results]
 [('private-first', 198, []), ('userspace-converts', 246, ['te_private_implies_kvm_private', 'host_never_touches_te_private', 'populate_targets_private'])]
@@ -21,11 +26,12 @@ import os
 from dataclasses import dataclass, field
 
 from gmemlab.errors import UsageError
-from gmemlab.model.state import KNOBS, Config
+from gmemlab.model import vocab
+from gmemlab.model.state import Config
+from gmemlab.model.vocab import KNOBS, MAX_PAGES
 
 ENGINES = ("processes", "serial", "dask")
 CONNECT_TIMEOUT = "10s"   # how long to wait for a Dask scheduler
-MAX_PAGES = 6
 
 
 class MissingExtra(UsageError, ImportError):
@@ -41,6 +47,7 @@ class Point:
     series: str
     pages: int
     knobs: tuple = ()        # names of the knobs turned on, sorted
+    variants: tuple = ()     # variants files (absolute paths) a worker loads before exploring
 
     def label(self) -> str:
         return "/".join([self.proposal, self.platform, self.series, f"{self.pages}p"] + list(self.knobs))
@@ -49,12 +56,15 @@ class Point:
 def parse_knob_sets(text: str) -> list[tuple]:
     """Knob sets from the command line: comma between sets, '+' within one, 'none' empty.
 
-    >>> parse_knob_sets("none,refuse_unprepared_populate+convert_after_populate")
+    >>> parse_knob_sets("none,refuse_unprepared_populate+convert-after-populate")
     [(), ('convert_after_populate', 'refuse_unprepared_populate')]
+
+    A knob is named as in Config (``huge_folios``) or as its flag without the dashes
+    in front (``huge-folios``).
     """
     sets = []
     for item in _items(text, "knobs"):
-        names = () if item == "none" else tuple(sorted(set(item.split("+"))))
+        names = () if item == "none" else tuple(sorted({n.strip().replace("-", "_") for n in item.split("+")}))
         for name in names:
             if name not in KNOBS:
                 raise UsageError(f"unknown knob {name!r}; known: {', '.join(KNOBS)} (or 'none')")
@@ -89,14 +99,20 @@ def parse_pages(text: str) -> list[int]:
     return pages
 
 
-def matrix(proposals, platforms, series, pages, knob_sets) -> list[Point]:
-    """Every combination, validated (a bad value is a UsageError naming it), sorted, unique."""
+def matrix(proposals, platforms, series, pages, knob_sets, variants: tuple = ()) -> list[Point]:
+    """Every combination, validated (a bad value is a UsageError naming it), sorted, unique.
+
+    ``variants``: files of proposal variants (already loaded here, see
+    gmemlab.model.vocab.load_variants) that each worker loads too.
+    """
+    variants = tuple(os.path.abspath(v) for v in variants)
     points = set()
     for pr, pl, se, n, kn in itertools.product(proposals, platforms, series, pages, knob_sets):
         Config(proposal=pr, platform=pl, series=se, **{k: True for k in kn})  # validates
         if not 1 <= n <= MAX_PAGES:
             raise UsageError(f"pages must be 1..{MAX_PAGES}, got {n}")
-        points.add(Point(pr, pl, se, n, tuple(sorted(kn))))
+        points.add(Point(pr, pl, se, n, tuple(sorted(kn)),
+                         variants if pr not in vocab.PROPOSALS else ()))
     if not points:
         raise UsageError("the matrix is empty")
     return sorted(points)
@@ -104,10 +120,13 @@ def matrix(proposals, platforms, series, pages, knob_sets) -> list[Point]:
 
 def run_point(point: Point) -> dict:
     """Explore one point and summarize it (the unit of work every engine runs)."""
-    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.explore import Bounds, explore
     from gmemlab.explore.compare import calls_to_launch
     from gmemlab.invariants import INVARIANT_NAMES, SOMETIMES
 
+    if point.proposal not in vocab.proposal_names():
+        for path in point.variants:  # a fresh worker process: load the designer's variants
+            vocab.load_variants(path)
     cfg = Config(proposal=point.proposal, platform=point.platform, series=point.series,
                  **{k: True for k in point.knobs})
     x = explore(cfg, Bounds(pages=point.pages))

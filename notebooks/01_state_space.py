@@ -22,7 +22,7 @@
 # found breadth-first by `gmemlab explore`: from KVM_CREATE_GUEST_MEMFD (with and
 # without INIT_SHARED) every call, access and guest event the model knows, with every
 # argument the bounds allow. Shown below: the proposal and where it comes from, each
-# invariant of ../shared/DOMAIN.md (held or broken, with its claim and source), the
+# invariant of docs/domain.md (held or broken, with its claim and source), the
 # whole graph when it is small enough to draw, and quotient views that fold the states
 # by what the argument is about (KVM attribute x trusted-entity state; host access;
 # launch progress). Red boxes are states in which some invariant fails; a thick border
@@ -63,7 +63,7 @@ show(views.full_graph_html(x, engine))
 
 # %% [markdown]
 # ## Quotient: KVM attribute x trusted-entity state
-# The two meanings of "private" (DOMAIN.md; the seed message): a box folds every state
+# The two meanings of "private" (docs/domain.md; the seed message): a box folds every state
 # whose pages agree on both. `S/valid` is a page the TE holds while KVM tracks it as
 # shared, which te_private_implies_kvm_private forbids.
 

@@ -19,10 +19,10 @@
 #
 # ## Overview
 # The three proposals for loading launch memory (private-first, populate-converts,
-# userspace-converts; ../shared/DOMAIN.md "The three proposals") explored on the same
+# userspace-converts; docs/domain.md "The three proposals") explored on the same
 # platform, series, size and knobs. The matrix says, per proposal, how many states and
 # transitions a fresh guest_memfd reaches, how many calls a launch needs, and for every
-# invariant of DOMAIN.md whether it holds (`holds*`: it holds because what it speaks of
+# invariant of docs/domain.md whether it holds (`holds*`: it holds because what it speaks of
 # never happens) or the length of its shortest counterexample. The graph overlays the
 # quotient state graphs (per page: KVM attribute x trusted-entity state) of the proposal
 # in focus and the one it is compared against.
@@ -38,7 +38,8 @@ series = "v8"                    # v5 | v7 | v8
 pages = 1                        # pages of the guest_memfd (1-3 stay interactive)
 focus = "userspace-converts"     # the proposal in focus
 against = "private-first"        # the proposal it is compared against
-knobs = []                       # e.g. ["refuse_unprepared_populate"]
+knobs = []                       # knob names (gmemlab.model.vocab.KNOBS), e.g. ["huge_folios"]
+variants = []                    # files of proposal variants to load, as `gmemlab --variants`
 precompute = True                # render every series x focus for the exported page
 engine = "auto"                  # graph drawing: auto (dot if installed) | dot | python
 results_path = ""                # where to write the results as JSON (papermill, tests)
@@ -49,6 +50,7 @@ from gmemlab.render.html import pre, show
 from gmemlab.render.text import compare_text
 from gmemlab.render.widgets import compare_panel
 
+views.load_variants(variants)
 table = views.comparison(platform, series, pages, knobs)
 
 # %% [markdown]
@@ -75,7 +77,7 @@ show(pre(compare_text(table)))
 # buttons and CSS alone (no kernel, no script). Empty when `precompute` is off.
 
 # %%
-show(views.precomputed_compare(platform, pages, knobs, focus=views.PROPOSALS, against=against,
+show(views.precomputed_compare(platform, pages, knobs, focus=views.proposal_names(), against=against,
                                default=(series, focus), engine=engine) if precompute else "")
 
 # %% [markdown]

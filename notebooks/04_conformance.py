@@ -18,7 +18,7 @@
 # # 04 - Trace conformance
 #
 # ## Overview
-# Traces are what happened to one guest_memfd (../shared/INTERFACES.md, gmemlab-trace/1):
+# Traces are what happened to one guest_memfd (docs/trace-format.md, gmemlab-trace/1):
 # emulated launches, hand-written selftest scenarios, converted recordings. Each is
 # replayed through the model of one proposal, as `gmemlab check-trace` does: where an
 # event records its observed outcome ("expect") the model's prediction must match.

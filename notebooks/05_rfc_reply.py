@@ -31,13 +31,15 @@ series = "v8"                # v5 | v7 | v8
 pages = 1                    # pages of the guest_memfd
 proposal = ""                # the counterexample proposal; empty: the first that breaks one
 invariant = ""               # the invariant; empty: the first it breaks
-knobs = []                   # e.g. ["refuse_unprepared_populate"]
+knobs = []                   # knob names (gmemlab.model.vocab.KNOBS), e.g. ["huge_folios"]
+variants = []                # files of proposal variants to load, as `gmemlab --variants`
 results_path = ""            # where to write the results as JSON (papermill, the report)
 
 # %%
 from gmemlab.render import views
 from gmemlab.render.html import pre, show
 
+views.load_variants(variants)
 text, html = views.reply(platform, series, pages, knobs, proposal, invariant)
 
 # %% [markdown]

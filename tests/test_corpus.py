@@ -63,7 +63,7 @@ def test_cli_agrees(name):
 
 def test_observed_enomem_replays_on_pages_and_runs():
     from gmemlab.traces.format import loads
-    from gmemlab.traces.ranges import replay_ranges
+    from gmemlab.traces.replay import replay_ranges
     text = "\n".join([
         '{"format": "gmemlab-trace/1", "platform": "tdx"}',
         '{"op": "create_gmem", "size": 16384, "flags": ["MMAP", "INIT_SHARED"]}',

@@ -8,7 +8,7 @@ import pytest
 
 from gmemlab.cli import main
 from gmemlab.errors import UsageError
-from gmemlab.model.state import PROPOSALS
+from gmemlab.model.vocab import PROPOSALS
 from gmemlab.traces.emulate import SCENARIOS, corpus, emulate, emulate_lines, verdict
 from gmemlab.traces.format import dumps, loads
 from gmemlab.traces.format import iter_file

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gmemlab.explore.bfs import Bounds, explore
+from gmemlab.explore import Bounds, explore
 from gmemlab.explore.compare import compare
 from gmemlab.explore.graph import difference, full_graph, quotient
 from gmemlab.explore.manifest import PATH, grid, key
@@ -130,7 +130,7 @@ def _cli(*args):
 
 def test_explore_cli_json_counterexample_replays_through_check_trace(tmp_path):
     r = _cli("explore", "--proposal", "userspace-converts", "--platform", "tdx", "--pages", "1", "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # an invariant breaks: exit 1, the counterexample on stdout
     out = json.loads(r.stdout)
     assert set(out) >= {"states", "transitions", "invariants"}
     cx = out["invariants"]["host_never_touches_te_private"]["counterexample"]
@@ -165,28 +165,23 @@ def test_three_pages_snp():
 
 
 def test_huge_folio_metric_follows_the_seed():
-    # seed-000.txt: prep'ing while shared splits the huge page; private-first can keep it.
+    # Michael Roth, "Re: [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for
+    # KVM_SET_MEMORY_ATTRIBUTES2" (2026-04-07): prep'ing while shared splits the huge
+    # page; private-first can keep it.
     t = compare("snp", "v8", Bounds(pages=2), knobs={"huge_folios": True})
     kept = {c.proposal: c.to_json()["huge_folio_kept"] for c in t.columns}
     assert kept == {"private-first": True, "populate-converts": False, "userspace-converts": False}
     assert compare("snp", "v8", Bounds(pages=1), proposals=("private-first",)).columns[0].to_json()["huge_folio_kept"] is None
 
 
-def test_core_works_without_numpy():
-    # The core package is networkx and the standard library; numpy only speeds it up.
-    code = (
-        "import sys, json; sys.modules['numpy'] = None\n"
-        "from gmemlab.explore.compare import compare\n"
-        "from gmemlab.explore.bfs import Bounds\n"
-        "t = compare('snp', 'v8', Bounds(pages=2))\n"
-        "print(json.dumps([[c.exploration.engine, c.calls_to_launch, c.to_json()['invariants']] for c in t.columns]))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    plain = json.loads(r.stdout)
-    fast = compare("snp", "v8", Bounds(pages=2))
-    assert {engine for engine, _, _ in plain} == {"reference"}
-    assert [[n, inv] for _, n, inv in plain] == [[c.calls_to_launch, c.to_json()["invariants"]] for c in fast.columns]
+def test_compare_is_the_same_on_both_engines():
+    # numpy is a core dependency (the fast engine is the product); the reference engine
+    # answers the same through step() alone.
+    ref = compare("snp", "v8", Bounds(pages=2), engine="reference")
+    fast = compare("snp", "v8", Bounds(pages=2), engine="fast")
+    assert {c.exploration.engine for c in ref.columns} == {"reference"}
+    strip = lambda t: [{k: v for k, v in c.to_json().items() if k != "seconds"} for c in t.columns]
+    assert strip(ref) == strip(fast)
 
 
 def test_allocation_failures_knob_shows_enomem_channels():

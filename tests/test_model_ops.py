@@ -1,4 +1,4 @@
-"""Each op of INTERFACES.md, each errno, against the kernel facts of DOMAIN.md."""
+"""Each op of docs/trace-format.md, each errno, against the kernel facts of docs/domain.md."""
 
 import pytest
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gmemlab.explore.bfs import Bounds
+from gmemlab.explore import Bounds
 from gmemlab.explore.compare import compare
 from gmemlab.render import views
 from gmemlab.render.reply import reply_text
@@ -26,7 +26,8 @@ from gmemlab.traces.replay import config_for, replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NBDIR = os.path.join(ROOT, "notebooks")
-NOTEBOOKS = ["01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply"]
+NOTEBOOKS = ["01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
+             "06_variants"]
 
 with open(os.path.join(ROOT, "data", "manifest", "explore.json")) as _f:
     EXPLORE = json.load(_f)
@@ -52,6 +53,7 @@ SECOND = {
     "04_conformance": {"traces": "../data/traces/launch", "proposal": "userspace-converts"},
     "05_rfc_reply": {"platform": "tdx", "series": "v7", "proposal": "private-first",
                      "invariant": "guest_never_sees_stale_data"},
+    "06_variants": {"platform": "tdx", "series": "v7", "pages": 1, "knobs": ["allocation_failures"]},
 }
 CASES = [(n, which) for n in NOTEBOOKS for which in ("defaults", "second")]
 
@@ -198,9 +200,135 @@ def check_reply(data, p, shown):
     assert "gml-reply" in shown
 
 
+def check_variants(data, p, shown):
+    """06 defines populate-converts-ebusy in a cell and compares it with the built-ins."""
+    from gmemlab.model import vocab
+    from gmemlab.model.proposals import POPULATE_CONVERTS, Proposal
+    name = "populate-converts-ebusy"
+    assert data["variant"] == name and data["base"] == "populate-converts"
+    assert data["differences"] == {"populate_busy_errno": ["EAGAIN", "EBUSY"]}
+    assert sorted(data["proposals"]) == sorted(list(vocab.PROPOSALS) + [name])  # saved with sorted keys
+    vocab.register(Proposal.derive(POPULATE_CONVERTS, name=name, claim=data["claim"], source=data["source"],
+                                   populate_busy_errno="EBUSY"))
+    try:
+        table = compare(p["platform"], p["series"], Bounds(pages=p["pages"]), knobs=views.knob_dict(p["knobs"]),
+                        proposals=vocab.proposal_names())
+    finally:
+        vocab.unregister(name)
+    for c in table.columns:
+        row = data["proposals"][c.proposal]
+        assert row["states"] == len(c.exploration.states) and row["transitions"] == c.exploration.transitions
+        assert row["error_channels"] == c.errors
+    if p["platform"] == "tdx":  # KVM_TDX_INIT_MEM_REGION hands the errno to userspace
+        assert data["against_base"]["error_channels"]["populate"][1][0] == "EBUSY"
+    assert f'data-proposal="{name}"' in shown and 'class="gml-variant"' in shown
+
+
 CHECKS = {"01_state_space": check_state_space, "02_compare": check_compare,
           "03_counterexamples": check_counterexamples, "04_conformance": check_conformance,
-          "05_rfc_reply": check_reply}
+          "05_rfc_reply": check_reply, "06_variants": check_variants}
+
+
+# --- every knob, platform, series and proposal, and a variant -------------------------------
+# The vocabulary of gmemlab.model.vocab, value by value, through the two notebooks a reader
+# tunes (02 and 05): each knob alone and all together (the issue: either of huge_folios or
+# allocation_failures crashed both), every platform, series and proposal, and a variant
+# loaded from a file. pages=1 keeps each run to a few seconds.
+
+from gmemlab.model import vocab as _vocab  # noqa: E402
+
+VARIANT = "populate-converts-ebusy"
+VARIANTS_FILE = (
+    "from gmemlab import Proposal\n"
+    "from gmemlab.model.proposals import POPULATE_CONVERTS\n"
+    "EBUSY = Proposal.derive(POPULATE_CONVERTS, name='populate-converts-ebusy',\n"
+    "                        claim='populate converts, but refuses a pinned page with EBUSY',\n"
+    "                        source='tests/test_notebooks.py', populate_busy_errno='EBUSY')\n")
+
+
+def _vocab_cases():
+    knob_sets = [[k] for k in _vocab.KNOBS] + [list(_vocab.KNOBS)]
+    cases = []
+    for nb in ("02_compare", "05_rfc_reply"):
+        for ks in knob_sets:
+            cases.append((nb, "knobs=" + "+".join(ks), {"knobs": ks}))
+        for platform in _vocab.PLATFORMS:
+            cases.append((nb, f"platform={platform}", {"platform": platform}))
+        for series in _vocab.SERIES:
+            cases.append((nb, f"series={series}", {"series": series}))
+        key = "focus" if nb == "02_compare" else "proposal"
+        for name in _vocab.PROPOSALS:
+            cases.append((nb, f"{key}={name}", {key: name}))
+        cases.append((nb, "variant", {"variants": ["VARIANTS_FILE"], key: VARIANT}))
+    for nb, _, params in cases:
+        params["pages"] = 1
+        if nb == "02_compare" and "knobs" not in params:
+            params["precompute"] = False   # the knob runs keep it: it renders every series too
+    return cases
+
+
+VOCAB_CASES = _vocab_cases()
+
+
+@pytest.fixture(scope="module")
+def vocab_runs(tmp_path_factory):
+    _need("papermill")
+    nbformat = _need("nbformat")
+    from gmemlab.report import execute
+    tmp = tmp_path_factory.mktemp("vocab")
+    variants = tmp / "my_variants.py"
+    variants.write_text(VARIANTS_FILE)
+
+    def run(case):
+        nb, label, params = case
+        params = {k: ([str(variants)] if v == ["VARIANTS_FILE"] else v) for k, v in params.items()}
+        slug = re.sub(r"[^\w.-]", "_", f"{nb}-{label}")
+        params["results_path"] = str(tmp / f"{slug}.json")
+        out = str(tmp / f"{slug}.ipynb")
+        execute(nb, params, out, NBDIR)
+        with open(params["results_path"]) as f:
+            return (nb, label), (params, json.load(f), nbformat.read(out, as_version=4))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, VOCAB_CASES))
+
+
+@pytest.fixture
+def registered_variant():
+    from gmemlab.model.proposals import POPULATE_CONVERTS, Proposal
+    _vocab.register(Proposal.derive(POPULATE_CONVERTS, name=VARIANT, claim="populate converts, but refuses "
+                                    "a pinned page with EBUSY", source="tests/test_notebooks.py",
+                                    populate_busy_errno="EBUSY"))
+    yield
+    _vocab.unregister(VARIANT)
+    views._compare.cache_clear()
+
+
+@pytest.mark.parametrize("nb,label", [(nb, label) for nb, label, _ in VOCAB_CASES],
+                         ids=[f"{nb}-{label}" for nb, label, _ in VOCAB_CASES])
+def test_every_value_of_the_vocabulary_runs(vocab_runs, request, nb, label):
+    params, data, executed = vocab_runs[(nb, label)]
+    if params.get("variants"):
+        request.getfixturevalue("registered_variant")
+    p = {**_params(nb, "defaults"), **params}
+    shown = outputs_html(executed)
+    assert "Traceback" not in shown and "gml-error" not in shown
+    table = views.comparison(p["platform"], p["series"], p["pages"], p["knobs"])
+    if nb == "02_compare":
+        assert "error" not in data["panel"], data["panel"]
+        assert data["matrix"] == views.matrix_data(table) == data["panel"]["matrix"]
+        assert data["panel"]["knobs"] == views.knob_dict(p["knobs"])
+        assert data["panel"]["focus"] == p["focus"]
+        assert ("gml-toggle" in shown) == p["precompute"]
+    else:
+        assert data["text"] == reply_text(table, p["proposal"] or None, p["invariant"] or None)
+        assert data["ascii"] and data["width"] <= 72
+        for k in p["knobs"]:   # every knob on is cited, and in the command that reproduces it
+            assert _vocab.KNOBS[k].flag in data["text"] or data["proposal"] is None
+            assert f"knob {k}" in data["text"]
+    if params.get("variants"):   # loaded from the file: a column of its own, cited
+        assert VARIANT in (data["matrix"]["states"] if nb == "02_compare" else data["text"])
+        assert VARIANT in shown
 
 
 # --- gmemlab report ---------------------------------------------------------------------------

@@ -6,11 +6,12 @@ from hypothesis import strategies as st
 
 import gmemlab.traces.replay as page_replay
 from gmemlab.invariants import ALWAYS
-from gmemlab.model.state import GARBAGE, STALE, PLATFORMS, PROPOSALS, SERIES, Config, Page, VmState
+from gmemlab.model.state import GARBAGE, STALE, Config, Page, VmState
+from gmemlab.model.vocab import PLATFORMS, PROPOSALS, SERIES
 from gmemlab.model.step import step
 from gmemlab.traces.format import dumps, iter_events, iter_file, loads
-from gmemlab.traces.ranges import RangeEngine, RunMap, replay_ranges
-from gmemlab.traces.replay import replay
+from gmemlab.traces.ranges import RangeEngine, RunMap
+from gmemlab.traces.replay import replay, replay_ranges
 
 PS = 4096
 MAX_U64 = (1 << 64) - 1
@@ -202,14 +203,13 @@ def _big_trace(npages):
     return dumps(h, evs)
 
 
-def test_check_trace_uses_runs_for_large_files(monkeypatch, tmp_path):
+def test_check_trace_uses_runs_for_large_files(tmp_path):
     text = _big_trace(5000)
     header, events = loads(text, "big")
     cfg = page_replay.config_for(header)
     auto = replay(cfg, events, "big")
     assert type(auto.state).__name__ == "RunState"
-    monkeypatch.setattr(page_replay, "RANGE_PAGES", 10 ** 9)
-    pages = replay(cfg, events, "big")
+    pages = replay(cfg, events, "big", engine="pages")
     assert auto.to_json() == pages.to_json()
     assert auto.state.expand() == pages.state
     assert auto.divergence == {"line": 16, "op": "populate", "expected": {"ret": 0},

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gmemlab.explore.bfs import Bounds, explore
+from gmemlab.explore import Bounds, explore
 from gmemlab.explore.compare import compare
 from gmemlab.invariants import ALWAYS
 from gmemlab.model.state import Config

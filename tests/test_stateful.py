@@ -1,6 +1,6 @@
 """Random op sequences through the model, for every proposal, platform and series.
 
-The machine checks that the model never raises, that what DOMAIN.md says each proposal
+The machine checks that the model never raises, that what docs/domain.md says each proposal
 keeps it keeps, and, at the end, that the trace written from the model's own outcomes
 replays through check-trace's replay as conforming with the same violations.
 """
@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from gmemlab.invariants import ALWAYS, Transition, violations
-from gmemlab.model.state import PLATFORMS, PROPOSALS, SERIES, Config, VmState
+from gmemlab.model.state import Config, VmState
+from gmemlab.model.vocab import PLATFORMS, PROPOSALS, SERIES
 from gmemlab.model.step import step
 from gmemlab.traces.format import dumps, loads
 from gmemlab.traces.replay import config_for, replay
@@ -22,7 +23,7 @@ procs = st.sampled_from(["vmm", "child"])
 
 
 def kept_by(cfg: Config) -> set[str]:
-    """The invariants DOMAIN.md says hold under this configuration, whatever the calls."""
+    """The invariants docs/domain.md says hold under this configuration, whatever the calls."""
     keep = {"private_not_host_mapped", "private_not_pinned"}
     if cfg.proposal != "userspace-converts" and not cfg.convert_after_populate:
         keep |= {"te_private_implies_kvm_private", "populate_targets_private", "host_never_touches_te_private"}

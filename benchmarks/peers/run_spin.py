@@ -86,7 +86,7 @@ def run_spin(pages: int, workdir: str) -> dict:
 
 
 def run_gmemlab(pages: int) -> dict:
-    from gmemlab.explore.bfs import Bounds, explore
+    from gmemlab.explore import Bounds, explore
     from gmemlab.model.state import Config
 
     cfg = Config(proposal="private-first", platform="sw_protected", series="v8")

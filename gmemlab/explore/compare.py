@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gmemlab.explore.bfs import Bounds, Exploration, explore
+import numpy as np
+
+from gmemlab.explore import Bounds, Exploration, explore
 from gmemlab.invariants import ALWAYS
-from gmemlab.model.state import PROPOSALS, TE_VALID, Config, VmState
+from gmemlab.model.state import TE_VALID, Config, VmState
+from gmemlab.model.vocab import PROPOSALS
 
 
 def launch_complete(cfg: Config, s: VmState, value: int) -> bool:
@@ -34,10 +37,6 @@ def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
     """
     if not x.config.has_te:
         return None, None
-    try:
-        import numpy as np
-    except ImportError:  # the core package does without numpy (extra "fast")
-        return _calls_to_launch_plain(x)
     v = x.bounds.host_value
     legacy = [a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer"]
     src, dst, act = (np.frombuffer(arr, np.int32) for arr in (x.src, x.dst, x.act))
@@ -71,36 +70,6 @@ def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
         came_from[to[pick]] = frm[pick]
         came_by[to[pick]] = by[pick]
         frontier = to[pick].astype(np.int64)
-    return None, None
-
-
-def _calls_to_launch_plain(x: Exploration) -> tuple[int | None, list[dict] | None]:
-    """calls_to_launch without numpy: the same search, the same order, the same path."""
-    v = x.bounds.host_value
-    legacy = {a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer"}
-    succ: list[list[tuple[int, int]]] = [[] for _ in range(len(x.states))]
-    for s, t, a in zip(x.src, x.dst, x.act):
-        if s != t and a not in legacy:
-            succ[s].append((t, a))
-    came: dict[int, tuple[int, int]] = {}
-    frontier = [i for i, (parent, _) in enumerate(x.parent) if parent == -1]
-    for r in frontier:
-        came[r] = (-1, x.parent[r][1])
-    while frontier:
-        nxt = []
-        for s in frontier:
-            if launch_complete(x.config, x.states[s], v):
-                chain = []
-                while s != -1:
-                    s, a = came[s]
-                    chain.append(a)
-                chain.reverse()
-                return len(chain), x.chain_events(chain)
-            for t, a in succ[s]:
-                if t not in came:
-                    came[t] = (s, a)
-                    nxt.append(t)
-        frontier = nxt
     return None, None
 
 
@@ -172,7 +141,7 @@ class Comparison:
 
 def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds(),
             knobs: dict | None = None, symmetry: bool = True, progress: bool = False,
-            proposals: tuple = PROPOSALS) -> Comparison:
+            proposals: tuple = PROPOSALS, engine: str = "auto") -> Comparison:
     """Explore each proposal on the same configuration.
 
     >>> t = compare("snp", "v8", Bounds(pages=1))
@@ -183,7 +152,7 @@ def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds()
     table = Comparison(platform, series, bounds, knobs)
     for name in proposals:
         cfg = Config(proposal=name, platform=platform, series=series, **knobs)
-        x = explore(cfg, bounds, symmetry=symmetry, progress=progress)
+        x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine)
         n, path = calls_to_launch(x)
         table.columns.append(Column(name, x, n, path, error_channels(x)))
     return table

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from gmemlab.explore.bfs import Exploration
+from gmemlab.explore import Exploration
 from gmemlab.invariants import ALWAYS
 from gmemlab.model.state import TE_NAMES, VmState, content_name
 from gmemlab.outcome import outcome_text

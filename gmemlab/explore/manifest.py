@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import sys
 
-from gmemlab.explore.bfs import Bounds, explore
+from gmemlab.explore import Bounds, explore
 from gmemlab.invariants import INVARIANT_NAMES
-from gmemlab.model.state import PLATFORMS, PROPOSALS, SERIES, Config
+from gmemlab.model.state import Config
+from gmemlab.model.vocab import PLATFORMS, PROPOSALS, SERIES
 
 PATH = "data/manifest/explore.json"
 

@@ -28,6 +28,10 @@ ASSUMPTIONS: dict[str, str] = {
     "A-shared-access-te-page": "A shared-view guest access to a page the TE holds while KVM tracks it "
                                "as shared cannot be mapped and exits with KVM_EXIT_MEMORY_FAULT.",
     "A-sw-accept-noop": "On sw_protected there is nothing to validate or accept: guest_accept is ok.",
+    "A-default-no-mmap-guest": "On platform default, a guest access to a guest_memfd created without "
+                               "MMAP is answered as if it reached the file. The kernel's guest reaches "
+                               "the memslot's userspace_addr instead (the memslot is not guest_memfd-only "
+                               "and a default VM has no private memory); gmemlab kvm-run ends a run there.",
     "A-snp-rmp-fault": "A user-mode access to an RMP-assigned page gets SIGBUS (Michael Roth's proposed "
                        "handling of user RMP faults; not settled in mainline).",
     "A-tdx-host-access": "A host read of TD-private memory returns zeros; a host write corrupts the "

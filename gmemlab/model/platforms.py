@@ -17,8 +17,11 @@ class Platform:
     """sw_protected: no trusted entity, so every hook leaves the page as it is."""
 
     name = "sw_protected"
+    source = ("KVM_X86_SW_PROTECTED_VM (no trusted entity); selftests guest_memfd_test.c, "
+              "x86/guest_memfd_conversions_test.c")
     has_te = False
     populate_ioctl = None           # no launch ioctls: KVM_MEMORY_ENCRYPT_OP is ENOTTY
+    conversion_ioctl = True         # KVM_SET_MEMORY_ATTRIBUTES2 exists (the series); see Default
     guest_exception = None          # what the guest gets touching a page it has not accepted
     # v5 content modes (RFC v5 "KVM: guest_memfd: Add support for content modes"):
     # sw_protected supports ZERO (to shared) and PRESERVE (both ways).
@@ -90,6 +93,7 @@ class TrustedPlatform(Platform):
 
 class Snp(TrustedPlatform):
     name = "snp"
+    source = "AMD SEV-SNP: RMP, KVM_SEV_SNP_LAUNCH_UPDATE / LAUNCH_FINISH (arch/x86/kvm/svm/sev.c)"
     populate_ioctl = "KVM_SEV_SNP_LAUNCH_UPDATE"
     guest_exception = "#VC"  # access to a page not PVALIDATEd: #VC (VMM communication exception)
     # sev_gmem_post_populate: rmp_make_private + SNP_LAUNCH_UPDATE, which encrypts the
@@ -105,7 +109,7 @@ class Snp(TrustedPlatform):
     def populate_ret(self, err, done):
         # snp_launch_update: a negative count from kvm_gmem_populate becomes -EIO whatever
         # its cause; with some pages done it returns 0 and advances gfn_start/len (uaddr
-        # only when non-NULL) so that userspace can resume (DOMAIN.md Populate).
+        # only when non-NULL) so that userspace can resume (docs/domain.md, Populate).
         if err is not None and done == 0:
             return "EIO"
         return 0
@@ -120,6 +124,7 @@ class Snp(TrustedPlatform):
 
 class Tdx(TrustedPlatform):
     name = "tdx"
+    source = "Intel TDX: S-EPT, KVM_TDX_INIT_MEM_REGION / KVM_TDX_FINALIZE_VM (arch/x86/kvm/vmx/tdx.c)"
     populate_ioctl = "KVM_TDX_INIT_MEM_REGION"
     guest_exception = "#VE"  # access to a PENDING page: EPT violation reflected as #VE
     # tdx_gmem_post_populate: TDH.MEM.PAGE.ADD (in place when the source is NULL, "KVM:
@@ -135,7 +140,7 @@ class Tdx(TrustedPlatform):
 
     def populate_ret(self, err, done):
         # KVM_TDX_INIT_MEM_REGION works a page at a time and returns the failing page's
-        # errno, with gpa/nr_pages advanced past the pages done (DOMAIN.md Populate).
+        # errno, with gpa/nr_pages advanced past the pages done (docs/domain.md, Populate).
         return err if err is not None else 0
 
     def host_touch_te_private(self, page, write):
@@ -148,4 +153,42 @@ class Tdx(TrustedPlatform):
         return page, {"ok": True, "value": ZERO}
 
 
-PLATFORMS = {p.name: p for p in (Platform(), Snp(), Tdx())}
+class Default(Platform):
+    """KVM's default VM (KVM_X86_DEFAULT_VM, type 0) with a guest_memfd, as the running
+    kernel has it: Linux 6.18, before the in-place conversion series. No trusted entity,
+    no launch ioctls, no conversion. Everything else (create, mmap, host faults, punch,
+    pins, guest accesses through a guest_memfd-only memslot) is sw_protected's rule; each
+    was checked on the kernel (gmemlab kvm-run, tests/test_kvm.py):
+
+    - KVM_CREATE_GUEST_MEMFD takes MMAP and INIT_SHARED on a default VM
+      (kvm_gmem_get_supported_flags; kvm_arch_supports_gmem_init_shared is true for a VM
+      without private memory) and refuses any other bit, size <= 0 as a loff_t, or an
+      unaligned size with EINVAL (kvm_gmem_create, virt/kvm/guest_memfd.c, 6.18).
+    - mmap without MMAP: ENODEV (kvm_gmem_mmap). A host fault without INIT_SHARED, or at
+      or past the end of the file: SIGBUS; otherwise the page is allocated zeroed
+      (kvm_gmem_fault_user_mapping). So a file without INIT_SHARED is "private" here in
+      the model's sense: no host access, no GUP (pin: EFAULT).
+    - A guest access through the file's memslot: with MMAP, kvm_gmem_bind marks the
+      memslot KVM_MEMSLOT_GMEM_ONLY and __kvm_mmu_faultin_pfn (arch/x86/kvm/mmu/mmu.c,
+      6.18) faults shared accesses through kvm_gmem_get_pfn too, which allocates and
+      zeroes a page not up to date and does not look at INIT_SHARED: a never-written
+      page reads 0, and the guest can use a page the host cannot fault. The access type
+      is never private (no per-VM attributes: KVM_CAP_MEMORY_ATTRIBUTES = 0), so the
+      trace's private/shared view has no meaning here; the model ignores it, as on
+      sw_protected. Not modelled (assumption A-default-no-mmap-guest): without MMAP the
+      memslot is not guest_memfd-only and the guest reaches userspace_addr, not the file
+      (kvm-run does not run such events).
+    - KVM_SET_MEMORY_ATTRIBUTES2 does not exist: ENOTTY (see conversion_ioctl).
+    """
+
+    name = "default"
+    source = ("KVM_X86_DEFAULT_VM with guest_memfd, Linux 6.18 (virt/kvm/guest_memfd.c, "
+              "arch/x86/kvm/mmu/mmu.c); checked on the running kernel by gmemlab kvm-run")
+    # Linux 6.18's guest_memfd has no ioctls at all (kvm_gmem_fops has no unlocked_ioctl,
+    # virt/kvm/guest_memfd.c), so KVM_SET_MEMORY_ATTRIBUTES2 on it is ENOTTY (vfs_ioctl,
+    # fs/ioctl.c); the per-VM KVM_SET_MEMORY_ATTRIBUTES is not offered to a default VM.
+    conversion_ioctl = False
+    v5_modes = frozenset()
+
+
+PLATFORMS = {p.name: p for p in (Platform(), Snp(), Tdx(), Default())}

@@ -19,12 +19,6 @@ from typing import NamedTuple
 
 from gmemlab.errors import UsageError
 
-PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
-KNOBS = ("refuse_unprepared_populate", "convert_after_populate", "no_direct_map_series", "huge_folios",
-         "allocation_failures")
-PLATFORMS = ("sw_protected", "snp", "tdx")
-SERIES = ("v5", "v7", "v8")
-
 # --- contents -------------------------------------------------------------------
 # A page holds one byte value (every byte alike, as in the trace format). Two more
 # values stand for what is not a plaintext byte at all.
@@ -101,14 +95,16 @@ class Config:
     platform: str = "snp"
     series: str = "v8"
     page_size: int = 4096
-    # Knob (the v9 alternative, DOMAIN.md "Populate"): a NULL-source populate of a page
+    # Knob (the v9 alternative, docs/domain.md "Series"): a NULL-source populate of a page
     # that is not up to date fails with EOPNOTSUPP instead of being zeroed (v8) or
     # measured stale (v7).
     refuse_unprepared_populate: bool = False
     # Knob (populate-converts only): the order read literally from the call proposal
-    # quoted in seed-000.txt ("check that the memory is shared, then also set the memory
-    # to private after the populate"): the TE takes the page first, conversion follows.
-    # Default False: convert first, as DOMAIN.md describes the proposal.
+    # quoted in Michael Roth's "Re: [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for
+    # KVM_SET_MEMORY_ATTRIBUTES2" (2026-04-07) ("check that the memory is shared, then
+    # also set the memory to private after the populate"): the TE takes the page first,
+    # conversion follows.
+    # Default False: convert first, as docs/domain.md describes the proposal.
     convert_after_populate: bool = False
     # Knob: the NO_DIRECT_MAP series ("guest_memfd: Add NO_DIRECT_MAP flag", a separate
     # series) is applied. Without it KVM_CREATE_GUEST_MEMFD refuses the flag (EINVAL).
@@ -117,34 +113,47 @@ class Config:
     # conversion work). A metric, not a rule of the uAPI: see step.huge_folio_rule.
     huge_folios: bool = False
     # Knob: the explorer also tries each conversion with its allocation of tracking
-    # entries failing (ENOMEM, DOMAIN.md uAPI facts). Replay needs no knob: a trace that
+    # entries failing (ENOMEM, docs/domain.md, uAPI facts). Replay needs no knob: a trace that
     # observed ENOMEM says so in its "expect".
     allocation_failures: bool = False
 
     def __post_init__(self):
-        for name, value, known in (("proposal", self.proposal, PROPOSALS),
-                                   ("platform", self.platform, PLATFORMS),
-                                   ("series", self.series, SERIES)):
-            if value not in known:
-                raise UsageError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        # The names live in the one registry (gmemlab.model.vocab), imported here rather
+        # than at the top: the registry reads the platforms, which read this module.
+        from gmemlab.model import vocab
+        vocab.proposal(self.proposal)
+        vocab.known("platform", self.platform, vocab.PLATFORMS)
+        vocab.known("series", self.series, vocab.SERIES)
         ps = self.page_size
         if type(ps) is not int or ps < 4096 or ps & (ps - 1):
             raise UsageError(f"page_size must be a power of two >= 4096, got {ps!r}")
 
     @property
     def has_te(self) -> bool:
-        """sw_protected VMs have no trusted entity (DOMAIN.md "Two meanings of private")."""
-        return self.platform != "sw_protected"
+        """Whether the platform has a trusted entity (docs/domain.md "Two meanings of private")."""
+        from gmemlab.model.platforms import PLATFORMS
+        return PLATFORMS[self.platform].has_te
+
+    @property
+    def rules(self):
+        """The proposal's rules (gmemlab.model.proposals.Proposal), built-in or a variant."""
+        from gmemlab.model import vocab
+        return vocab.proposal(self.proposal)
+
+    @property
+    def knobs(self) -> list[str]:
+        """The knobs that are on, in the registry's order."""
+        from gmemlab.model import vocab
+        return vocab.knobs_on(self)
 
     def label(self) -> str:
-        knobs = [k for k in KNOBS if getattr(self, k)]
-        return "/".join([self.proposal, self.platform, self.series] + knobs)
+        return "/".join([self.proposal, self.platform, self.series] + self.knobs)
 
 
 def fresh_gmem(npages: int, flags: frozenset, huge: bool = False) -> VmState:
     """The state right after KVM_CREATE_GUEST_MEMFD succeeded.
 
-    Every index starts shared with INIT_SHARED, private without it (DOMAIN.md uAPI
+    Every index starts shared with INIT_SHARED, private without it (docs/domain.md, uAPI
     facts; selftests init_shared / init_private). Attributes exist before any folio
     does (selftests before_allocation_shared / _private).
     """

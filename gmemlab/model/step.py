@@ -2,7 +2,7 @@
 
 Each op reads as its kernel counterpart does: checks that fail with an errno first, then
 the updates, and what stays as it was is left untouched (NamedTuple._replace). The
-outcome has the shape of a trace's "expect" (INTERFACES.md). ``effects`` names what
+outcome has the shape of a trace's "expect" (docs/trace-format.md). ``effects`` names what
 happened inside the call that the state alone cannot show (the TE took a shared page,
 KVM wrote a private page, something stale reached the guest); the transition invariants
 of gmemlab.invariants judge them.
@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from gmemlab.model.platforms import PLATFORMS
-from gmemlab.model.proposals import PROPOSALS
 from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, ZERO,
                                  Config, Page, VmState, fresh_gmem)
 
@@ -31,6 +30,9 @@ from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, ZERO,
 # cannot say when that happens; replay sets it where a trace observed ENOMEM, the
 # explorer tries it with the allocation_failures knob. Only conversions allocate.
 FAIL = "fail"
+
+# The largest loff_t: the kernel reads a u64 offset or size above it as negative.
+LOFF_MAX = (1 << 63) - 1
 
 # Effects (see the module docstring).
 TE_TOOK_SHARED = "te_took_shared"              # the TE took a page KVM tracks as shared
@@ -69,7 +71,7 @@ def _span(cfg: Config, s: VmState, offset: int, size: int) -> range | None:
 def _get_pfn(s: VmState, page: Page, zero: bool) -> Page:
     """__kvm_gmem_get_pfn: allocate the folio if needed; zero it if asked and not up to date.
 
-    A folio nobody zeroed holds stale host data (DOMAIN.md Populate). The direct map is
+    A folio nobody zeroed holds stale host data (docs/domain.md, Populate). The direct map is
     tracked only for a NO_DIRECT_MAP file, whose private folios leave it (assumption
     A-direct-map: removal on allocation as private and on conversion to private,
     restoration on conversion to shared).
@@ -106,7 +108,7 @@ def _guest_fault(cfg: Config, s: VmState, page: Page) -> Page:
 def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
     """KVM_CREATE_GUEST_MEMFD, bound to a memslot at gpa 0.
 
-    Unknown flags, size <= 0 or not page aligned: EINVAL (DOMAIN.md uAPI facts; selftest
+    Unknown flags, size <= 0 or not page aligned: EINVAL (docs/domain.md, uAPI facts; selftest
     guest_memfd_test.c test_create_guest_memfd_invalid; kvm_gmem_create checks
     size <= 0 || !PAGE_ALIGNED(size)). INIT_SHARED without MMAP is accepted (the flags
     loop of guest_memfd_test.c). Assumption A-one-gmem: a second successful create
@@ -114,23 +116,85 @@ def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
     """
     flags = frozenset(ev.get("flags", ()))
     size = ev["size"]
-    if size <= 0 or size % cfg.page_size:
+    # kvm_gmem_create takes the u64 size as a loff_t: 2**63 and above is negative, so
+    # "size <= 0" refuses it too (virt/kvm/guest_memfd.c, Linux 6.18; seen by kvm-run).
+    if size <= 0 or size > LOFF_MAX or size % cfg.page_size:
         return Result(s, ret("EINVAL"))
     if "NO_DIRECT_MAP" in flags and not cfg.no_direct_map_series:
         return Result(s, ret("EINVAL"))  # an unknown flag without that series
     return Result(fresh_gmem(size // cfg.page_size, flags, huge=cfg.huge_folios), ret(0))
 
 
+# --- range calls -------------------------------------------------------------------
+#
+# A call over a range of pages is written as a plan: the checks that need no page (the
+# uAPI's validation, VM-wide refusals) give an outcome at once; the rest is a list of
+# phases, each a function of ONE page, run over the range in order:
+#   Skip(pred)   if pred holds on every page of the range: return the plan's outcome;
+#   Stop(check)  at the first page whose check names an errno: return {"ret": errno,
+#                "error_offset": that page's offset}, with what earlier phases did;
+#   Each(update) every page of the range becomes update(page) -> (page, effects).
+# step() runs a plan with run_plan; the explorer's table engine evaluates each phase
+# once per page value and composes the same phases over a batch of states
+# (gmemlab.explore.engines). So a rule such as "unmap, then EAGAIN at the first busy
+# page" exists once, here: reordering the phases reaches every engine.
+
+
+class Skip(NamedTuple):
+    pred: Callable[[Page], bool]
+
+
+class Stop(NamedTuple):
+    check: Callable[[Page], str | None]
+
+
+class Each(NamedTuple):
+    update: Callable[[Page], tuple[Page, frozenset]]
+
+
+class Plan(NamedTuple):
+    span: range            # the page indices the phases run over
+    phases: tuple          # Skip | Stop | Each, in order
+    outcome: dict          # what the call returns when no phase stops it
+
+
+def run_plan(cfg: Config, s: VmState, plan: Plan) -> Result:
+    """Run a plan's phases over its range (see above)."""
+    pages = list(s.pages)
+    effects: set[str] = set()
+
+    def done(outcome):
+        return Result(s._replace(pages=tuple(pages)), outcome, frozenset(effects))
+    for phase in plan.phases:
+        if isinstance(phase, Skip):
+            if all(phase.pred(pages[i]) for i in plan.span):
+                return done(plan.outcome)
+        elif isinstance(phase, Stop):
+            for i in plan.span:
+                errno = phase.check(pages[i])
+                if errno is not None:
+                    return done(ret(errno, error_offset=i * cfg.page_size))
+        else:
+            for i in plan.span:
+                pages[i], eff = phase.update(pages[i])
+                effects |= eff
+    return done(plan.outcome)
+
+
 def _v5_mode(cfg: Config, flags: tuple) -> str | None:
     return flags[0] if flags else None
 
 
-def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
-    """KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd (DOMAIN.md uAPI facts)."""
+def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
+    """KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd (docs/domain.md, uAPI facts), as a plan."""
     flags = ev.get("flags", ())
     to_private = ev["attributes"] == "private"
     offset = ev["offset"]
     platform = PLATFORMS[cfg.platform]
+    if not platform.conversion_ioctl:
+        # Linux 6.18 (platform "default"): the guest_memfd has no ioctls (kvm_gmem_fops has
+        # no unlocked_ioctl, virt/kvm/guest_memfd.c), so vfs_ioctl answers ENOTTY (fs/ioctl.c).
+        return Result(s, ret("ENOTTY"))
     # v6 dropped the content modes; v7 requires flags == 0. v5: ZERO|PRESERVE is EINVAL.
     if flags and (cfg.series != "v5" or len(flags) > 1):
         return Result(s, ret("EINVAL"))
@@ -144,51 +208,61 @@ def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
             return Result(s, ret("EOPNOTSUPP", error_offset=offset))
         if not platform.supports_mode(mode, to_private, s.finalized):
             return Result(s, ret("EOPNOTSUPP", error_offset=offset))
-    pages = s.pages
-    if all(pages[i].private == to_private for i in span):
-        return Result(s, ret(0))
-    if ev.get("fail") == "ENOMEM":
+    # If the whole range already has the attribute: 0, nothing done.
+    phases: list = [Skip(lambda p: p.private == to_private)]
+    if ev.get(FAIL) == "ENOMEM":
         # The tracking entries could not be allocated: ENOMEM with error_offset = start,
-        # before anything is unmapped or converted (DOMAIN.md uAPI facts). Nothing in
+        # before anything is unmapped or converted (docs/domain.md, uAPI facts). Nothing in
         # the state says when an allocation fails: the event does (see FAIL).
-        return Result(s, ret("ENOMEM", error_offset=offset))
-    changes: dict[int, Page] = {}
-    effects: set[str] = set()
+        phases.append(Stop(lambda p: "ENOMEM"))
     if to_private:
         # Unmap the range from every host page table first: this happens even when the
-        # call then fails (selftest elevated_refcount; DOMAIN.md).
-        for i in span:
-            if pages[i].mapped:
-                changes[i] = pages[i]._replace(mapped=())
-        for i in span:
-            if pages[i].pins:
-                # The first page with unexpected references: EAGAIN, no attribute changes.
-                return Result(s.replace_pages(changes),
-                              ret("EAGAIN", error_offset=i * cfg.page_size))
+        # call then fails (selftest elevated_refcount; docs/domain.md). Then the first page
+        # with unexpected references fails the call with EAGAIN, no attribute changed.
+        phases.append(Each(_unmap))
+        phases.append(Stop(_busy))
     scramble = cfg.series == "v5" and mode is None and not platform.has_te
-    for i in span:
-        page = changes.get(i, pages[i])
+    no_direct_map = "NO_DIRECT_MAP" in s.gmem_flags
+
+    def convert(page: Page) -> tuple[Page, frozenset]:
         if page.private == to_private:
-            continue
+            return page, NO_EFFECTS
+        before, effects = page, NO_EFFECTS
         page = page._replace(private=to_private)
         if not to_private:
             page = platform.invalidate(page)
         if page.allocated:
-            if "NO_DIRECT_MAP" in s.gmem_flags:
+            if no_direct_map:
                 page = page._replace(dmap=not to_private)
             if scramble:
                 # RFC v5 with flags 0 on sw_protected: contents are not preserved.
                 if to_private and page.uptodate:
-                    effects.add(KVM_WROTE_PRIVATE)
+                    effects = frozenset({KVM_WROTE_PRIVATE})
                 page = page._replace(content=GARBAGE)
             elif mode == "ZERO":
                 page = page._replace(content=ZERO, uptodate=True)
-        if page.content != pages[i].content:
+        if page.content != before.content:
             # The uAPI says what a conversion does to contents (TE invalidation, content
             # modes), so userspace now expects what is there (ghost variable "loaded").
             page = page._replace(loaded=page.content)
-        changes[i] = page
-    return Result(s.replace_pages(changes), ret(0), frozenset(effects))
+        return page, effects
+    phases.append(Each(convert))
+    return Plan(span, tuple(phases), ret(0))
+
+
+def _unmap(page: Page) -> tuple[Page, frozenset]:
+    """unmap_mapping_pages: the page leaves every host page table."""
+    return (page._replace(mapped=()) if page.mapped else page), NO_EFFECTS
+
+
+def _busy(page: Page) -> str | None:
+    """The refcount check: a page with unexpected references (GUP pins, vmsplice, IOMMU)."""
+    return "EAGAIN" if page.pins else None
+
+
+def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
+    plan = set_attributes_plan(cfg, s, ev)
+    return plan if isinstance(plan, Result) else run_plan(cfg, s, plan)
 
 
 def _host_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
@@ -265,7 +339,7 @@ def unpin(cfg: Config, s: VmState, ev: dict) -> Result:
     return Result(s.replace_pages(changes), ret(0))
 
 
-def punch_hole(cfg: Config, s: VmState, ev: dict) -> Result:
+def punch_hole_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
     """fallocate(PUNCH_HOLE|KEEP_SIZE): free the folios, keep the attributes.
 
     Offset and length must be page aligned (EINVAL; selftest invalid_punch_hole); at or
@@ -275,13 +349,28 @@ def punch_hole(cfg: Config, s: VmState, ev: dict) -> Result:
     against the index (they hold the detached folio).
     """
     ps, offset, size = cfg.page_size, ev["offset"], ev["size"]
+    # vfs_fallocate (fs/open.c, Linux 6.18) checks first: offset and len are loff_t, so a
+    # u64 at or above 2**63 is negative: offset < 0 or len <= 0 is EINVAL, and an end past
+    # s_maxbytes (LLONG_MAX) is EFBIG; then kvm_gmem_fallocate's alignment check (seen by kvm-run).
+    if offset > LOFF_MAX or size == 0 or size > LOFF_MAX:
+        return Result(s, ret("EINVAL"))
+    if offset + size > LOFF_MAX:
+        return Result(s, ret("EFBIG"))
     if size == 0 or offset % ps or size % ps:
         return Result(s, ret("EINVAL"))
     first = offset // ps
     last = min((offset + size) // ps, len(s.pages))
-    changes = {i: Page(private=s.pages[i].private) for i in range(first, last)
-               if s.pages[i] != Page(private=s.pages[i].private)}
-    return Result(s.replace_pages(changes), ret(0))
+    return Plan(range(first, max(first, last)), (Each(_free_folio),), ret(0))
+
+
+def _free_folio(page: Page) -> tuple[Page, frozenset]:
+    """The index after its folio is freed: only the attribute stays."""
+    return Page(private=page.private), NO_EFFECTS
+
+
+def punch_hole(cfg: Config, s: VmState, ev: dict) -> Result:
+    plan = punch_hole_plan(cfg, s, ev)
+    return plan if isinstance(plan, Result) else run_plan(cfg, s, plan)
 
 
 def populate(cfg: Config, s: VmState, ev: dict) -> Result:
@@ -306,7 +395,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
     span = _span(cfg, s, ev["offset"], ev["size"])
     if span is None:
         return Result(s, ret("EINVAL", done=0))
-    proposal = PROPOSALS[cfg.proposal]
+    proposal = cfg.rules
     src = ev["value"] if ev.get("src") == "buffer" else None
     pages = list(s.pages)
     effects: set[str] = set()
@@ -319,7 +408,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
         convert_now = proposal.populate_converts and not cfg.convert_after_populate
         convert_later = proposal.populate_converts and cfg.convert_after_populate
         if convert_now:
-            page, err = _populate_convert(s, page, ev)
+            page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
             pages[i] = page
             if err:
                 break
@@ -345,7 +434,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
             if page.private:
                 effects.add(PLATFORM_COPIED)
         if convert_later:
-            page, err = _populate_convert(s, page, ev)
+            page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
             pages[i] = page
             if err:
                 break
@@ -354,14 +443,15 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
                   ret(platform.populate_ret(err, done), done=done), frozenset(effects))
 
 
-def _populate_convert(s: VmState, page: Page, ev: dict) -> tuple[Page, str | None]:
+def _populate_convert(s: VmState, page: Page, ev: dict, busy_errno: str) -> tuple[Page, str | None]:
     """populate-converts: the conversion's own work on one page (allocate tracking,
-    unmap, refcount check), with conversion's errors (ENOMEM, EAGAIN)."""
-    if ev.get("fail") == "ENOMEM":
+    unmap, refcount check), with conversion's errors (ENOMEM, and for a busy page the
+    proposal's errno: EAGAIN as conversion answers)."""
+    if ev.get(FAIL) == "ENOMEM":
         return page, "ENOMEM"
-    page = page._replace(mapped=())
-    if page.pins:
-        return page, "EAGAIN"
+    page, _ = _unmap(page)
+    if _busy(page):
+        return page, busy_errno
     page = page._replace(private=True)
     if page.allocated and "NO_DIRECT_MAP" in s.gmem_flags:
         page = page._replace(dmap=False)
@@ -479,13 +569,20 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
 }
 
 
+# The op functions that run their plan: a test (or a designer) that replaces one of
+# these in OPS has replaced the rule, and plan_of then says there is no plan.
+_PLANNED = {"set_attributes": set_attributes, "punch_hole": punch_hole}
+
+
 def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
     """Whether the huge folio survives the step (knob huge_folios; a metric).
 
     A huge folio must be split when its pages stop sharing one attribute, when the TE
     takes a page of it while KVM tracks it as shared ("prep'ing/encrypting everything
-    while it's in a shared state means gmem will split the hugepage", seed-000.txt), and
-    when a hole is punched into part of it. Converting or populating it whole keeps it.
+    while it's in a shared state means gmem will split the hugepage", Michael Roth, "Re:
+    [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for KVM_SET_MEMORY_ATTRIBUTES2",
+    2026-04-07), and when a hole is punched into part of it. Converting or populating it
+    whole keeps it.
     """
     s = r.state
     pages = s.pages
@@ -496,12 +593,35 @@ def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
     return r._replace(state=s._replace(huge=False)) if split else r
 
 
+# The series' own rules, as step.py defines them: an engine may rely on what it knows of
+# these (which are page-local); a rule patched into OPS is not one of them.
+BUILTIN_OPS = dict(OPS)
+
+# The ops whose rule is a plan over a range (see run_plan): op -> the plan function's
+# name, looked up when asked, so that a patched plan function is the one used.
+PLANS = {"set_attributes": "set_attributes_plan", "punch_hole": "punch_hole_plan"}
+
+
+def rule(cfg: Config, op: str) -> Callable[[Config, VmState, dict], Result]:
+    """The function that decides op under cfg: the proposal's own rule if it replaces
+    the op (a designer's variant), else the series' rule."""
+    return cfg.rules.ops.get(op) or OPS[op]
+
+
+def plan_of(cfg: Config, op: str):
+    """The op's plan function under cfg, or None where the rule is not a plan (an op
+    without one, or a proposal that replaces the op's rule outright)."""
+    if op not in PLANS or cfg.rules.ops.get(op) is not None or OPS[op] is not _PLANNED[op]:
+        return None
+    return globals()[PLANS[op]]
+
+
 def step(cfg: Config, s: VmState, ev: dict) -> Result:
     """Apply one event. Ops other than create_gmem need a live guest_memfd (EBADF)."""
     op = ev["op"]
     if not s.created and op != "create_gmem":
         return Result(s, ret("EBADF"))
-    r = OPS[op](cfg, s, ev)
+    r = rule(cfg, op)(cfg, s, ev)
     if r.state.huge:
         r = huge_folio_rule(s, ev, r)
     return r

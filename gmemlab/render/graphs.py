@@ -10,7 +10,7 @@ Colours: a state in which some invariant fails is red; in a difference, what onl
 first proposal reaches is blue, what only the second reaches is orange and dashed; an
 initial state has a thick border.
 
->>> from gmemlab.explore.bfs import Bounds, explore
+>>> from gmemlab.explore import Bounds, explore
 >>> from gmemlab.model.state import Config
 >>> x = explore(Config(proposal="private-first", platform="sw_protected"), Bounds(pages=1))
 >>> v = draw(quotient_view(x), engine="python")

@@ -24,9 +24,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import TE_NAMES, Config, VmState, content_name
-from gmemlab.model.step import step
+from gmemlab.traces.walk import walk
 
 LANES = ("attribute", "TE", "host map", "pins", "contents")
 
@@ -37,7 +36,7 @@ class Lanes:
 
     config: Config
     events: list                 # the events as given
-    outcomes: list               # the model's outcome of each
+    outcomes: list               # the model's outcome of each (gmemlab.traces.walk)
     states: list                 # the state after each event
     broken: list                 # per step: invariants that start to fail there
     first: int = 1               # the number shown for the first step
@@ -67,24 +66,14 @@ class Lanes:
 
 def compute(cfg: Config, events: list, initial: VmState = VmState(), notes: dict | None = None,
             by_line: bool = False) -> Lanes:
-    """Replay events from ``initial`` and keep every state; ``by_line`` numbers the steps
-    by the events' line in their trace file."""
-    states, outcomes, broken = [], [], []
-    s = initial
-    for ev in events:
-        ev = {"process": "vmm", **ev}
-        post, out, effects = step(cfg, s, ev)
-        t = Transition(s, ev, out, post, effects)
-        bad = [p.name for p in ALWAYS
-               if (p.on_state is not None and p.on_state(cfg, s) and not p.on_state(cfg, post))
-               or (p.on_transition is not None and not p.on_transition(cfg, t))]
-        states.append(post)
-        outcomes.append(out)
-        broken.append(bad)
-        s = post
-    labels = [ev["line"] for ev in events] if by_line else None
-    return Lanes(cfg, list(events), outcomes, states, broken, 1, dict(notes or {}), labels,
-                 "line" if by_line else "step")
+    """Replay events from ``initial`` (gmemlab.traces.walk, page by page: what a trace
+    observed, ENOMEM included, is what the lanes show) and keep every state; ``by_line``
+    numbers the steps by the events' line in their trace file."""
+    events = list(events)
+    steps = list(walk(cfg, events, initial, engine="pages"))
+    return Lanes(cfg, events, [st.outcome for st in steps], [st.post for st in steps],
+                 [list(st.broken) for st in steps], 1, dict(notes or {}),
+                 [st.line for st in steps] if by_line else None, "line" if by_line else "step")
 
 
 def cell(state: VmState, page: int, lane: str) -> str:

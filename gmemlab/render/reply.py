@@ -15,7 +15,7 @@ def pick_counterexample(table, proposal: str | None = None, invariant: str | Non
     """(proposal, invariant, events) of the counterexample to show, or None if none breaks.
 
     By default: the first proposal (in the table's order) that breaks something, and its
-    first broken invariant (in DOMAIN.md's order). Naming a pair that holds is an error.
+    first broken invariant (in docs/domain.md's order). Naming a pair that holds is an error.
     """
     cols = [c for c in table.columns if proposal in (None, c.proposal)]
     if proposal is not None and not cols:
@@ -45,13 +45,17 @@ def _sources(table, proposal: str | None, invariant: str | None) -> list[tuple[s
 def reply_text(table, proposal: str | None = None, invariant: str | None = None) -> str:
     """The plain-text block for a reply: ASCII, at most 72 columns.
 
-    >>> from gmemlab.explore.bfs import Bounds
+    >>> from gmemlab.explore import Bounds
     >>> from gmemlab.explore.compare import compare
     >>> t = reply_text(compare("snp", "v8", Bounds(pages=1)))
     >>> max(len(line) for line in t.splitlines()) <= 72, t.isascii()
     (True, True)
     """
-    out = [wrap("The three proposals for loading launch memory, as modelled by "
+    from gmemlab.model.vocab import KNOBS, PROPOSALS
+    variants = [c.proposal for c in table.columns if c.proposal not in PROPOSALS]
+    what = ("The three proposals" if not variants else
+            "The proposals (the three built-ins and " + ", ".join(variants) + ")")
+    out = [wrap(f"{what} for loading launch memory, as modelled by "
                 "gmemlab (every state reachable from a fresh guest_memfd):"), ""]
     out.append(compare_text(table).rstrip("\n"))
     pick = pick_counterexample(table, proposal, invariant)
@@ -67,8 +71,16 @@ def reply_text(table, proposal: str | None = None, invariant: str | None = None)
         out.append(steps_text(cx, "  "))
         out.append("")
         out.append("Reproduce:")
-        out.append(f"  gmemlab explore --proposal {prop} --platform {table.platform} \\")
-        out.append(f"      --series {table.series} --pages {table.bounds.pages}")
+        args = [f"--proposal {prop}"] + (["--variants FILE.py"] if prop not in PROPOSALS else [])
+        args += [f"--platform {table.platform}", f"--series {table.series}", f"--pages {table.bounds.pages}"]
+        args += [k.flag for k in KNOBS.values() if table.knobs.get(k.name)]
+        line = "  gmemlab explore"
+        for arg in args:  # an option and its value stay on one line
+            if len(line) + 1 + len(arg) + 2 > WIDTH:
+                out.append(line + " \\")
+                line = "     "
+            line += " " + arg
+        out.append(line)
     out.append("")
     out.append("Sources:")
     for k, (what, src) in enumerate(_sources(table, pick and pick[0], inv), 1):

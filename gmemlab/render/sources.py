@@ -1,73 +1,50 @@
-"""Where each proposal, invariant, series and knob comes from, so a reply can cite it.
+"""Where each proposal, invariant, series, platform and knob comes from, so a reply can cite it.
 
-The proposals and invariants carry their own ``source`` (gmemlab.model.proposals,
-gmemlab.invariants); the series cover letters and the knobs' origins are listed here,
-from ../shared/DOMAIN.md ("Where the arguments were made").
+Nothing is restated here: the proposals and invariants carry their own ``source``
+(gmemlab.model.proposals, gmemlab.invariants), and the series' cover letters, the
+platforms and the knobs come from the one registry, gmemlab.model.vocab. A knob the
+model gains is cited as soon as vocab lists it.
 
 >>> series_source("v8")
 '[PATCH v8 00/46] guest_memfd: In-place conversion support (2026-06-18), <20260618-gmem-inplace-conversion-v8-0-9d2959357853@google.com>'
 >>> proposal_source("private-first").startswith("Ackerley Tng's flow")
 True
+>>> sorted(KNOB_SOURCES) == sorted(vocab.KNOBS)
+True
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
+from gmemlab.errors import UsageError
 from gmemlab.invariants import PROPERTIES
-from gmemlab.model.proposals import PROPOSALS
+from gmemlab.model import vocab
+from gmemlab.model.vocab import proposal
 
 SEED = ("Re: [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for "
         "KVM_SET_MEMORY_ATTRIBUTES2 (Michael Roth, 2026-04-07)")
 
-# Series cover letters: subject (date), Message-Id (DOMAIN.md).
-SERIES_SOURCES = {
-    "v4": ("the RFC v4 cover letter (2026-03-26)",
-           "<20260326-gmem-inplace-conversion-v4-0-e202fe950ffd@google.com>"),
-    "v5": ("the RFC v5 cover letter (2026-04-28)",
-           "<20260428-gmem-inplace-conversion-v5-0-d8608ccfca22@google.com>"),
-    "v6": ("the v6 cover letter (2026-05-07; content modes dropped)",
-           "<20260507-gmem-inplace-conversion-v6-0-91ab5a8b19a4@google.com>"),
-    "v7": ("the v7 cover letter (2026-05-22; flags must be 0)",
-           "<20260522-gmem-inplace-conversion-v7-0-2f0fae496530@google.com>"),
-    "v8": ("[PATCH v8 00/46] guest_memfd: In-place conversion support (2026-06-18)",
-           "<20260618-gmem-inplace-conversion-v8-0-9d2959357853@google.com>"),
-}
+# Series cover letters: series -> (subject (date), Message-Id).
+SERIES_SOURCES = MappingProxyType({s: (subject, msgid) for s, (_, subject, msgid) in vocab.SERIES_INFO.items()})
 
-# What each series toggle means in the model (DOMAIN.md "The three proposals").
-SERIES_MEANING = {
-    "v5": "content modes ZERO/PRESERVE for KVM_SET_MEMORY_ATTRIBUTES2",
-    "v7": "flags must be 0; populate never zeroes a page that is not up to date",
-    "v8": "populate zeroes a page that is not up to date ('KVM: guest_memfd: Zero page while getting pfn')",
-}
+# What each series toggle means in the model.
+SERIES_MEANING = MappingProxyType({s: meaning for s, (meaning, _, _) in vocab.SERIES_INFO.items()})
 
-PLATFORM_SOURCES = {
-    "sw_protected": "KVM_X86_SW_PROTECTED_VM (no trusted entity); selftests "
-                    "guest_memfd_test.c, x86/guest_memfd_conversions_test.c",
-    "snp": "AMD SEV-SNP: RMP, KVM_SEV_SNP_LAUNCH_UPDATE / LAUNCH_FINISH",
-    "tdx": "Intel TDX: S-EPT, KVM_TDX_INIT_MEM_REGION / KVM_TDX_FINALIZE_VM",
-}
+PLATFORM_SOURCES = vocab.PLATFORM_SOURCES
 
-KNOB_SOURCES = {
-    "refuse_unprepared_populate": (
-        "a NULL-source populate of a page not up to date is EOPNOTSUPP",
-        "the alternative argued for v9 in reply to " + SERIES_SOURCES["v8"][0] + " "
-        + SERIES_SOURCES["v8"][1]),
-    "convert_after_populate": (
-        "populate-converts: the TE takes the page before the conversion",
-        SEED + ": 'populate will first check that the memory is shared, then also set "
-        "the memory to private after the populate'"),
-    "no_direct_map_series": (
-        "the NO_DIRECT_MAP flag of KVM_CREATE_GUEST_MEMFD exists",
-        "'guest_memfd: Add NO_DIRECT_MAP flag' (a separate series)"),
-}
+# knob -> (what it does, and its status if any; where it was argued)
+KNOB_SOURCES = MappingProxyType({
+    k.name: (k.help + (f" ({k.status})" if k.status else ""), k.source) for k in vocab.KNOBS.values()})
 
 
 def proposal_source(name: str) -> str:
     """The message a proposal comes from (Proposal.source)."""
-    return PROPOSALS[name].source
+    return proposal(name).source
 
 
 def proposal_claim(name: str) -> str:
-    return PROPOSALS[name].claim
+    return proposal(name).claim
 
 
 def invariant_source(name: str) -> str:
@@ -76,21 +53,31 @@ def invariant_source(name: str) -> str:
 
 
 def series_source(series: str) -> str:
+    vocab.known("series", series, vocab.SERIES)
     subject, msgid = SERIES_SOURCES[series]
     return f"{subject}, {msgid}"
 
 
 def knob_source(knob: str) -> str:
+    vocab.known("knob", knob, tuple(vocab.KNOBS))
     what, where = KNOB_SOURCES[knob]
     return f"{what}: {where}"
 
 
 def config_sources(platform: str, series: str, knobs: dict | None = None) -> list[tuple[str, str]]:
-    """(what, source) for a configuration: the seed, the series, the platform, the knobs on."""
+    """(what, source) for a configuration: the seed, the series, the platform, the knobs on
+    (in the registry's order).
+
+    >>> [what for what, _ in config_sources("snp", "v8", {"huge_folios": True, "allocation_failures": True})]
+    ['question', 'series v8', 'platform snp', 'knob huge_folios', 'knob allocation_failures']
+    """
+    vocab.known("platform", platform, vocab.PLATFORMS)
+    on = {k for k, v in (knobs or {}).items() if v}
+    unknown = sorted(on - set(vocab.KNOBS))
+    if unknown:
+        raise UsageError(f"unknown knob(s) {', '.join(unknown)}; known: {', '.join(vocab.KNOBS)}")
     out = [("question", SEED),
            (f"series {series}", f"{SERIES_MEANING[series]}; {series_source(series)}"),
            (f"platform {platform}", PLATFORM_SOURCES[platform])]
-    for k in sorted(knobs or {}):
-        if (knobs or {}).get(k):
-            out.append((f"knob {k}", knob_source(k)))
+    out += [(f"knob {k}", knob_source(k)) for k in vocab.KNOBS if k in on]
     return out

@@ -111,19 +111,42 @@ def _cell(col, name: str) -> str:
 
 
 def compare_text(table) -> str:
-    """The comparison matrix, 72 columns: one column per proposal."""
+    """The comparison matrix, 72 columns: one column per proposal, three side by side
+    (a fourth proposal, a registered variant, starts a second block of the matrix)."""
     from gmemlab.invariants import ALWAYS
+    from gmemlab.model.vocab import KNOBS
     name_w, col_w = 31, 13
-    cols = table.columns
-    knobs = ", ".join(sorted(k for k, v in table.knobs.items() if v)) or "none"
-    out = [f"{table.platform}, series {table.series}, {table.bounds.pages} page(s); knobs: {knobs}", ""]
+    per = (WIDTH - name_w) // col_w
+    on = [k for k in KNOBS if table.knobs.get(k)]
+    out = [wrap(f"{table.platform}, series {table.series}, {table.bounds.pages} page(s); knobs: "
+                + (", ".join(on) or "none")), ""]
 
     def row(label, cells):
         return (label.ljust(name_w) + "".join(str(c).ljust(col_w) for c in cells)).rstrip()
 
-    heads = [c.proposal.split("-", 1) for c in cols]
-    out.append(row("", [h[0] + "-" for h in heads]))
-    out.append(row("", [h[1] for h in heads]))
+    for start in range(0, len(table.columns), per):
+        if start:
+            out.append("")
+        out += _matrix_block(table.columns[start:start + per], row, col_w, ALWAYS)
+    out.append("")
+    out.append("holds* = holds, but what it speaks of never happens here;")
+    out.append("BROKEN n = shortest counterexample has n calls.")
+    out.append("")
+    out.append("error channels (errno@offset: says where it stopped; +done:")
+    out.append("says how many pages it did):")
+    for c in table.columns:
+        out.append(f"  {c.proposal}:")
+        for op, marks in c.errors.items():
+            out.append(wrap(f"{op}: {', '.join(marks)}", "    "))
+    return "\n".join(out) + "\n"
+
+
+def _matrix_block(cols, row, col_w: int, always) -> list[str]:
+    out = []
+    # each name over as many lines as it needs, broken after a hyphen
+    heads = [textwrap.wrap(c.proposal, col_w - 1, break_on_hyphens=True) or [""] for c in cols]
+    for i in range(max(len(h) for h in heads)):
+        out.append(row("", [h[i] if i < len(h) else "" for h in heads]))
     out.append(row("states", [f"{len(c.exploration.states):,}" for c in cols]))
     out.append(row("transitions", [f"{c.exploration.transitions:,}" for c in cols]))
     out.append(row("calls to launch", [c.calls_to_launch if c.calls_to_launch is not None else "-"
@@ -131,16 +154,6 @@ def compare_text(table) -> str:
     kept = [c.to_json()["huge_folio_kept"] for c in cols]
     if any(k is not None for k in kept):
         out.append(row("huge folio kept at launch", ["-" if k is None else ("yes" if k else "no") for k in kept]))
-    for p in ALWAYS:
+    for p in always:
         out.append(row(p.name, [_cell(c, p.name) for c in cols]))
-    out.append("")
-    out.append("holds* = holds, but what it speaks of never happens here;")
-    out.append("BROKEN n = shortest counterexample has n calls.")
-    out.append("")
-    out.append("error channels (errno@offset: says where it stopped; +done:")
-    out.append("says how many pages it did):")
-    for c in cols:
-        out.append(f"  {c.proposal}:")
-        for op, marks in c.errors.items():
-            out.append(wrap(f"{op}: {', '.join(marks)}", "    "))
-    return "\n".join(out) + "\n"
+    return out

@@ -12,10 +12,12 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gmemlab.explore.bfs import Bounds, Exploration, explore
+from gmemlab.explore import Bounds, Exploration, explore
 from gmemlab.explore.compare import Comparison, compare
 from gmemlab.invariants import ALWAYS, PROPERTIES
-from gmemlab.model.state import KNOBS, PROPOSALS, SERIES, TE_NAMES, Config
+from gmemlab.model.state import TE_NAMES, Config
+from gmemlab.model import vocab
+from gmemlab.model.vocab import KNOBS, PROPOSALS, SERIES, proposal_names
 from gmemlab.render import html as H
 from gmemlab.render.graphs import PROJECTIONS, difference_view, draw, full_view, quotient_view
 from gmemlab.render.lanes import compute, lanes_html, lanes_text
@@ -26,13 +28,22 @@ from gmemlab.render.text import steps_text
 
 
 def knob_dict(knobs) -> dict:
-    """Knobs from a dict, or from an iterable of the names that are on."""
+    """Knobs from a dict, or from an iterable of the names that are on, checked against
+    the registry (gmemlab.model.vocab.KNOBS); a name may also be spelled as its flag
+    (``huge-folios``) or its label (``huge folios``). In the registry's order.
+
+    >>> knob_dict(["allocation_failures", "huge-folios"])
+    {'huge_folios': True, 'allocation_failures': True}
+    """
     if knobs is None:
         return {}
+    if isinstance(knobs, str):
+        knobs = [knobs]
     if isinstance(knobs, dict):
         on = {k for k, v in knobs.items() if v}
     else:
         on = set(knobs)
+    on = {k.strip().lstrip("-").replace("-", "_").replace(" ", "_") for k in on}
     unknown = sorted(on - set(KNOBS))
     if unknown:
         raise ValueError(f"unknown knob(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
@@ -45,25 +56,40 @@ def bounds(pages: int, knobs: dict) -> Bounds:
     return Bounds(pages=pages, no_direct_map=bool(knobs.get("no_direct_map_series")))
 
 
+# The caches are keyed by the Proposal objects too (compared by identity): a variant
+# registered again under the same name is explored anew.
 @functools.lru_cache(maxsize=64)
-def _compare(platform: str, series: str, pages: int, knobs: tuple) -> Comparison:
-    return compare(platform, series, bounds(pages, dict(knobs)), knobs=dict(knobs))
+def _compare(platform: str, series: str, pages: int, knobs: tuple, rules: tuple) -> Comparison:
+    return compare(platform, series, bounds(pages, dict(knobs)), knobs=dict(knobs),
+                   proposals=tuple(p.name for p in rules))
 
 
-def comparison(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None) -> Comparison:
-    """compare() for one configuration, computed once per session."""
-    return _compare(platform, series, pages, tuple(sorted(knob_dict(knobs).items())))
+def comparison(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None,
+               proposals=None) -> Comparison:
+    """compare() for one configuration, computed once per session: every proposal known
+    (the built-ins and the registered variants), or those named."""
+    names = proposal_names() if proposals is None else tuple(proposals)
+    return _compare(platform, series, pages, tuple(sorted(knob_dict(knobs).items())),
+                    tuple(vocab.proposal(n) for n in names))
+
+
+def load_variants(paths) -> list:
+    """Load variants files (a path, a comma list or a list of paths; empty: none) into the
+    registry, as ``--variants`` does: a notebook's ``variants`` parameter."""
+    if isinstance(paths, str):
+        paths = [p.strip() for p in paths.split(",") if p.strip()]
+    return [p for path in paths or () for p in vocab.load_variants(path)]
 
 
 def column(table: Comparison, proposal: str):
     for c in table.columns:
         if c.proposal == proposal:
             return c
-    raise ValueError(f"unknown proposal {proposal!r}; known: {', '.join(PROPOSALS)}")
+    raise ValueError(f"unknown proposal {proposal!r}; known: {', '.join(c.proposal for c in table.columns)}")
 
 
 @functools.lru_cache(maxsize=64)
-def _explore(proposal: str, platform: str, series: str, pages: int, knobs: tuple) -> Exploration:
+def _explore(proposal: str, platform: str, series: str, pages: int, knobs: tuple, rules) -> Exploration:
     return explore(Config(proposal=proposal, platform=platform, series=series, **dict(knobs)),
                    bounds(pages, dict(knobs)))
 
@@ -71,7 +97,8 @@ def _explore(proposal: str, platform: str, series: str, pages: int, knobs: tuple
 def exploration(proposal: str = "private-first", platform: str = "snp", series: str = "v8",
                 pages: int = 1, knobs=None) -> Exploration:
     """explore() for one configuration, computed once per session."""
-    return _explore(proposal, platform, series, pages, tuple(sorted(knob_dict(knobs).items())))
+    return _explore(proposal, platform, series, pages, tuple(sorted(knob_dict(knobs).items())),
+                    vocab.proposal(proposal))
 
 
 # --- 01 state space -------------------------------------------------------------------------
@@ -137,9 +164,11 @@ def compare_view(table: Comparison, focus: str, against: str = "private-first", 
 
 
 def precomputed_compare(platform: str = "snp", pages: int = 1, knobs=None, series: tuple = SERIES,
-                        focus: tuple = PROPOSALS, against: str = "private-first",
+                        focus: tuple | None = None, against: str = "private-first",
                         default: tuple = ("v8", "userspace-converts"), engine: str = "auto") -> str:
-    """Every series x focus combination rendered, switched without a kernel (CSS radios)."""
+    """Every series x focus combination rendered, switched without a kernel (CSS radios);
+    focus: every proposal known (built-ins and registered variants) unless named."""
+    focus = proposal_names() if focus is None else tuple(focus)
     panes = {}
     for s in series:
         table = comparison(platform, s, pages, knobs)
@@ -214,7 +243,7 @@ class Counterexample:
 
 
 def counterexamples(x: Exploration) -> list[Counterexample]:
-    """One Counterexample per broken invariant of an exploration, in DOMAIN.md's order."""
+    """One Counterexample per broken invariant of an exploration, in docs/domain.md's order."""
     cfg = x.config
     out = []
     for p in ALWAYS:
@@ -366,10 +395,10 @@ def _outcome_kind(out: dict) -> str:
 
 def conformance(paths, proposal: str = "private-first", series: str | None = None, knobs=None) -> Conformance:
     """Replay every trace under one proposal; collect verdicts and coverage."""
-    from gmemlab.model.step import OPS, step
-    from gmemlab.model.state import VmState
+    from gmemlab.model.step import OPS
     from gmemlab.traces.format import load
     from gmemlab.traces.replay import config_for, replay
+    from gmemlab.traces.walk import walk
     kd = knob_dict(knobs)
     results, ops, outcomes, seen = [], Counter(), Counter(), {}
     for path in trace_files(paths):
@@ -387,11 +416,9 @@ def conformance(paths, proposal: str = "private-first", series: str | None = Non
         ops.update(ev["op"] for ev in events)
         if _largest_file(events, cfg) > LANE_PAGES:
             continue  # a guest-scale trace: its ops count, its pages are not walked one by one
-        s = VmState()
-        for ev in events:
-            s, out, _ = step(cfg, s, ev)
-            outcomes[(ev["op"], _outcome_kind(out))] += 1
-            keys.update(page_key(p) for p in s.pages)
+        for st in walk(cfg, events, engine="pages"):
+            outcomes[(st.event["op"], _outcome_kind(st.outcome))] += 1
+            keys.update(page_key(p) for p in st.post.pages)
     for op in OPS:
         ops.setdefault(op, 0)
     reachable = {}

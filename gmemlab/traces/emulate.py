@@ -38,7 +38,9 @@ import random
 from typing import Callable, Generator, Iterator
 
 from gmemlab.errors import UsageError
-from gmemlab.model.state import PLATFORMS, PROPOSALS, SERIES, Config
+from gmemlab.model.events import Event, event
+from gmemlab.model.state import Config
+from gmemlab.model.vocab import PLATFORMS, PROPOSALS, SERIES
 from gmemlab.traces.format import dumps_line, event_json, header_json
 from gmemlab.traces.ranges import RangeEngine
 
@@ -47,7 +49,7 @@ CHUNK = (2 << 20) // PS  # pages in 2 MiB
 LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 GUEST_VALUES = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
-Scenario = Generator[dict, dict, None]
+Scenario = Generator[Event, dict, None]
 
 # scenario -> (platforms where it makes sense, default platform, what it is)
 SCENARIOS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -76,7 +78,8 @@ def check_args(scenario: str, proposal: str, platform: str | None, series: str,
         raise UsageError(f"unknown scenario {scenario!r}; known scenarios (platforms): {known_text()}")
     platforms, default_platform, _ = SCENARIOS[scenario]
     platform = platform or default_platform
-    for name, value, known in (("proposal", proposal, PROPOSALS), ("platform", platform, PLATFORMS),
+    from gmemlab.model.vocab import proposal_names  # the built-ins and registered variants
+    for name, value, known in (("proposal", proposal, proposal_names()), ("platform", platform, PLATFORMS),
                                ("series", series, SERIES)):
         if value not in known:
             raise UsageError(f"unknown {name} {value!r}; known: {', '.join(known)}")
@@ -104,7 +107,7 @@ def check_args(scenario: str, proposal: str, platform: str | None, series: str,
 
 def emulate(scenario: str, proposal: str = "private-first", platform: str | None = None,
             series: str = "v8", pages: int | None = None, seed: int = 0,
-            events: int | None = None) -> tuple[dict, Iterator[dict]]:
+            events: int | None = None) -> tuple[dict, Iterator[Event]]:
     """(header, events): the events are made lazily, each with "expect" filled in."""
     platform, pages, events = check_args(scenario, proposal, platform, series, pages, events)
     cfg = Config(proposal=proposal, platform=platform, series=series, page_size=PS)
@@ -128,25 +131,18 @@ def emulate_lines(*args, **kwargs) -> Iterator[str]:
         yield dumps_line(event_json(ev)) + "\n"
 
 
-def _normalize(ev: dict) -> dict:
-    """The event as gmemlab.traces.format's reader would give it to the model."""
-    ev.setdefault("process", "vmm")
-    if ev["op"] in ("create_gmem", "set_attributes"):
-        ev["flags"] = tuple(ev.get("flags", ()))
-    if ev["op"] == "populate":
-        ev.setdefault("src", None)
-    return ev
+def _note(text: str | None) -> dict:
+    """The "note" field of an event, when there is a note."""
+    return {"note": text} if text else {}
 
 
-def _drive(engine: RangeEngine, scenario: Scenario, limit: int | None) -> Iterator[dict]:
+def _drive(engine: RangeEngine, scenario: Scenario, limit: int | None) -> Iterator[Event]:
     count = 0
     try:
         ev = next(scenario)
         while True:
-            ev = _normalize(ev)
             outcome = engine.apply(ev)[0]
-            ev["expect"] = dict(outcome)
-            yield ev
+            yield ev.replace(expect=dict(outcome))
             count += 1
             if limit is not None and count >= limit:
                 return
@@ -167,14 +163,10 @@ def _populate(first: int, n: int, src_value: int | None = None, note: str | None
     """One populate call over pages [first, first + n); after partial progress, resume
     as userspace does with the advanced gfn/len (SNP) or gpa/nr_pages (TDX). Returns the
     page a call could not get past (None when every page is done)."""
+    source = {} if src_value is None else {"src": "buffer", "value": src_value}
     while n:
-        ev = {"op": "populate", "offset": first * PS, "size": n * PS, "src": None}
-        if src_value is not None:
-            ev.update(src="buffer", value=src_value)
-        if note:
-            ev["note"] = note
-            note = None
-        out = yield ev
+        out = yield event("populate", offset=first * PS, size=n * PS, **source, **_note(note))
+        note = None
         done = out.get("done", 0)
         first, n = first + done, n - done
         if n and not done:
@@ -187,19 +179,16 @@ def _convert(first: int, n: int, attributes: str, pinned: list[int], note: str |
     """set_attributes over pages [first, first + n); on EAGAIN, wait for the reference at
     error_offset to go (unpin) and retry. Returns the last outcome."""
     while True:
-        ev = {"op": "set_attributes", "offset": first * PS, "size": n * PS, "attributes": attributes}
-        if note:
-            ev["note"] = note
-            note = None
-        out = yield ev
+        out = yield event("set_attributes", offset=first * PS, size=n * PS, attributes=attributes, **_note(note))
+        note = None
         if out.get("ret") != "EAGAIN" or "error_offset" not in out:
             return out
         page = out["error_offset"] // PS
         if look:
-            yield {"op": "host_read", "offset": first * PS,
-                   "note": "the failed conversion changed no attribute: the page refaults, shared"}
-        yield {"op": "unpin", "offset": page * PS, "size": PS,
-               "note": "the reference at error_offset goes away (vhost, IOMMU); userspace retries"}
+            yield event("host_read", offset=first * PS,
+                        note="the failed conversion changed no attribute: the page refaults, shared")
+        yield event("unpin", offset=page * PS, size=PS,
+                    note="the reference at error_offset goes away (vhost, IOMMU); userspace retries")
         if page in pinned:
             pinned.remove(page)
 
@@ -210,19 +199,19 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
     proposal = cfg.proposal
     pinned: list[int] = []
     fresh_private = legacy and proposal == "private-first"
-    yield {"op": "create_gmem", "size": pages * PS,
-           "flags": [] if fresh_private else ["MMAP", "INIT_SHARED"],
-           "note": "legacy VMM: no MMAP, no INIT_SHARED, every index starts private" if fresh_private
-           else "INIT_SHARED so that the image can be loaded in place"}
+    yield event("create_gmem", size=pages * PS,
+                flags=() if fresh_private else ("MMAP", "INIT_SHARED"),
+                note="legacy VMM: no MMAP, no INIT_SHARED, every index starts private" if fresh_private
+                else "INIT_SHARED so that the image can be loaded in place")
     if not legacy:
         for i, v in enumerate(image):
-            yield {"op": "host_write", "offset": i * PS, "value": v,
-                   **({"note": "userspace loads the image through mmap while shared"} if i == 0 else {})}
+            yield event("host_write", offset=i * PS, value=v,
+                        **_note("userspace loads the image through mmap while shared" if i == 0 else None))
     if pin:
         p = rng.randrange(1, n) if n > 1 else 0
         pinned.append(p)
-        yield {"op": "pin", "offset": p * PS, "size": PS,
-               "note": f"something holds a reference on image page {p} (vhost, vmsplice, IOMMU)"}
+        yield event("pin", offset=p * PS, size=PS,
+                    note=f"something holds a reference on image page {p} (vhost, vmsplice, IOMMU)")
 
     def populate_image(start, note):
         """Populate image pages [start, n): in place, or from the source buffer one call
@@ -244,10 +233,10 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
     def populate_with_retry(note):
         stuck = yield from populate_image(0, note)
         if stuck is not None and pinned:
-            yield {"op": "host_read", "offset": stuck * PS,
-                   "note": "the page populate stopped at is still shared and keeps the image"}
+            yield event("host_read", offset=stuck * PS,
+                        note="the page populate stopped at is still shared and keeps the image")
             for p in list(pinned):
-                yield {"op": "unpin", "offset": p * PS, "size": PS}
+                yield event("unpin", offset=p * PS, size=PS)
                 pinned.remove(p)
             yield from populate_image(stuck, "resume after unpin")
 
@@ -262,13 +251,12 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
     else:
         yield from populate_with_retry("populate on KVM-shared pages, no conversion")
         yield from _convert(0, n, "private", pinned, "userspace converts shared->private afterwards")
-    yield {"op": "finalize"}
+    yield event("finalize")
     for i in range(n):
-        yield {"op": "guest_read", "offset": i * PS, "private": True,
-               **({"note": "launch-populated pages come validated: the guest reads the image"} if i == 0 else {})}
+        yield event("guest_read", offset=i * PS, private=True,
+                    **_note("launch-populated pages come validated: the guest reads the image" if i == 0 else None))
     if pages > n and not fresh_private:
-        yield {"op": "guest_read", "offset": n * PS, "private": False,
-               "note": "a page outside the image, still shared"}
+        yield event("guest_read", offset=n * PS, private=False, note="a page outside the image, still shared")
 
 
 def _plain_launch(cfg, pages, rng, engine):
@@ -297,11 +285,11 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
     pinned: list[int] = []
 
     # The VMM: one guest_memfd for all RAM, the firmware loaded in place, the launch.
-    yield {"op": "create_gmem", "size": ram, "flags": ["MMAP", "INIT_SHARED"],
-           "note": "guest RAM in one guest_memfd, shared at creation so that the firmware loads in place"}
+    yield event("create_gmem", size=ram, flags=("MMAP", "INIT_SHARED"),
+                note="guest RAM in one guest_memfd, shared at creation so that the firmware loads in place")
     for i, v in enumerate(image):
-        yield {"op": "host_write", "offset": i * PS, "value": v,
-               **({"note": "the VMM loads the firmware image through mmap"} if i == 0 else {})}
+        yield event("host_write", offset=i * PS, value=v,
+                    **_note("the VMM loads the firmware image through mmap" if i == 0 else None))
     if not has_te:
         yield from _convert(0, pages, "private", pinned, "sw_protected: all RAM private; no launch ioctls")
     elif cfg.proposal == "private-first":
@@ -314,7 +302,7 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
         yield from _populate(0, fw, None, "the firmware, populated while KVM-shared")
         yield from _convert(0, pages, "private", pinned, "all RAM private, the firmware included")
     if has_te:
-        yield {"op": "finalize"}
+        yield event("finalize")
 
     # The guest. Its own bookkeeping: which 2 MiB chunks it accepted, which 4 KiB pages
     # and 2 MiB chunks it shared; each access uses the view the page's attribute calls for.
@@ -332,25 +320,17 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
         """A guest access with the view the guest believes in; an exception on a page not
         yet accepted makes the guest accept it and retry."""
         view = engine.page(i).private if private is None else private
-        ev = {"op": "guest_write" if write else "guest_read", "offset": i * PS, "private": view}
-        if write:
-            ev["value"] = value
-        if note:
-            ev["note"] = note
+        ev = event("guest_write" if write else "guest_read", offset=i * PS, private=view,
+                   **({"value": value} if write else {}), **_note(note))
         out = yield ev
         if "exception" in out:
-            yield {"op": "guest_accept", "offset": i * PS, "size": PS,
-                   "note": f"{out['exception']}: the page is not accepted yet; accept and retry"}
-            ev = dict(ev)
-            ev.pop("note", None)
-            out = yield ev
+            yield event("guest_accept", offset=i * PS, size=PS,
+                        note=f"{out['exception']}: the page is not accepted yet; accept and retry")
+            out = yield ev.without("note")
         return out
 
     def accept(first, n, note=None):
-        ev = {"op": "guest_accept", "offset": first * PS, "size": n * PS}
-        if note:
-            ev["note"] = note
-        return (yield ev)
+        return (yield event("guest_accept", offset=first * PS, size=n * PS, **_note(note)))
 
     noted: set[str] = set()
 
@@ -362,13 +342,13 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
         return {"note": text}
 
     def to_shared(first, n, what):
-        yield {"op": "map_gpa_range", "offset": first * PS, "size": n * PS, "private": False,
-               **once(f"shared{n}", f"the guest shares {what}; the VMM answers with set_attributes")}
+        yield event("map_gpa_range", offset=first * PS, size=n * PS, private=False,
+                    **once(f"shared{n}", f"the guest shares {what}; the VMM answers with set_attributes"))
         return (yield from _convert(first, n, "shared", pinned, look=False))
 
     def to_private(first, n):
-        yield {"op": "map_gpa_range", "offset": first * PS, "size": n * PS, "private": True,
-               **once(f"private{n}", "the guest takes memory back: map_gpa_range, set_attributes, then accept")}
+        yield event("map_gpa_range", offset=first * PS, size=n * PS, private=True,
+                    **once(f"private{n}", "the guest takes memory back: map_gpa_range, set_attributes, then accept"))
         out = yield from _convert(first, n, "private", pinned, look=False)
         yield from accept(first, n)
         return out
@@ -427,7 +407,7 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
                 continue
             yield from to_shared(i, 1, "a 4 KiB page (GHCB, kvmclock, a virtio ring)")
             shared_pages.append(i)
-            yield {"op": "host_write", "offset": i * PS, "value": rng.choice(GUEST_VALUES)}
+            yield event("host_write", offset=i * PS, value=rng.choice(GUEST_VALUES))
             yield from access(i, False, private=False)
         elif action == "share2m":
             if len(accepted) < 3:
@@ -442,11 +422,11 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
                 continue
             v = rng.choice(GUEST_VALUES)
             if rng.random() < 0.5:
-                yield {"op": "host_write", "offset": i * PS, "value": v}   # device to guest (DMA in)
+                yield event("host_write", offset=i * PS, value=v)   # device to guest (DMA in)
                 yield from access(i, False, private=False)
             else:
                 yield from access(i, True, v, private=False)                 # guest to device
-                yield {"op": "host_read", "offset": i * PS}
+                yield event("host_read", offset=i * PS)
         elif action == "unshare":
             if shared_pages and (not shared_chunks or rng.random() < 0.7):
                 i = shared_pages.pop(rng.randrange(len(shared_pages)))
@@ -461,14 +441,13 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
             i = _shared_target(rng, shared_pages, shared_chunks)
             if i is None or i in pinned or engine.page(i).private:
                 continue
-            out = yield {"op": "pin", "offset": i * PS, "size": PS,
-                         **once("pin", "vhost pins a shared page for I/O")}
+            out = yield event("pin", offset=i * PS, size=PS, **once("pin", "vhost pins a shared page for I/O"))
             if out.get("ret") == 0:
                 pinned.append(i)
         elif action == "unpin":
             if pinned:
                 i = pinned.pop(rng.randrange(len(pinned)))
-                yield {"op": "unpin", "offset": i * PS, "size": PS}
+                yield event("unpin", offset=i * PS, size=PS)
         elif action == "implicit":
             # The guest touches a page with the other view: KVM_EXIT_MEMORY_FAULT, and the
             # VMM converts the page to what the access asked for (QEMU kvm_convert_memory).
@@ -487,8 +466,8 @@ def _guest_boot(cfg: Config, pages: int, rng: random.Random, engine: RangeEngine
         elif action == "discard":
             if shared_chunks:
                 chunk = rng.choice(shared_chunks)
-                yield {"op": "punch_hole", "offset": chunk * CHUNK * PS, "size": CHUNK * PS,
-                       **once("discard", "the VMM discards a shared 2 MiB chunk (free page reporting)")}
+                yield event("punch_hole", offset=chunk * CHUNK * PS, size=CHUNK * PS,
+                            **once("discard", "the VMM discards a shared 2 MiB chunk (free page reporting)"))
 
 
 def _shared_target(rng: random.Random, shared_pages: list[int], shared_chunks: list[int]) -> int | None:

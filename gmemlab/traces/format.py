@@ -1,14 +1,15 @@
 """gmemlab-trace/1: the strict reader and the deterministic writer.
 
-The format is a contract with tools outside gmemlab (../shared/INTERFACES.md): UTF-8
+The format is a contract with tools outside gmemlab (docs/trace-format.md): UTF-8
 JSON Lines, line 1 the header, every further non-blank line one event, lines starting
 with ``#`` comments. This module accepts exactly that, plus optional fields it does not
 know (the contract allows them), and refuses everything else with an InputError that
 names the file, the line and the problem.
 
-Events come out as plain dicts, normalized for the model: "value" is an int 0..255,
-"flags" a tuple of strings, "process" always present. The line number rides along in
-"line".
+Events come out as gmemlab.model.events.Event (built by events.from_json, which holds
+the per-event rules), normalized for the model: "value" is an int 0..255, "flags" a
+tuple of strings, "process" always present. The line number rides along in "line".
+event_json is the one way to write an event out.
 
 >>> text = '{"format": "gmemlab-trace/1", "platform": "snp"}\\n{"op": "host_write", "offset": 0, "value": "A"}\\n'
 >>> header, events = loads(text, "t.jsonl")
@@ -19,176 +20,34 @@ Events come out as plain dicts, normalized for the model: "value" is an int 0..2
 from __future__ import annotations
 
 import json
-import math
 import re
+from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
 
 from gmemlab.errors import InputError
+from gmemlab.model.events import (ATTRIBUTE_FLAGS, COMMON, FIELDS, GMEM_FLAGS, MAX_U64,  # noqa: F401
+                                  InvalidEvent, check_int, from_json, parse_value)
 
 FORMAT = "gmemlab-trace/1"
-PLATFORMS = ("sw_protected", "snp", "tdx")
+# "default": KVM's default VM type with guest_memfd, what gmemlab kvm-run records on.
+PLATFORMS = ("sw_protected", "snp", "tdx", "default")
 SERIES = ("v5", "v7", "v8")
 SOURCES = ("emulated", "recorded", "scenario")
-GMEM_FLAGS = ("MMAP", "INIT_SHARED", "NO_DIRECT_MAP")
-ATTRIBUTE_FLAGS = ("ZERO", "PRESERVE")  # v5 content modes (RFC v4/v5 only)
-MAX_U64 = (1 << 64) - 1
-
-# op -> (required fields, optional fields); every event may also carry the common ones.
-OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "create_gmem": (("size",), ("flags",)),
-    "set_attributes": (("offset", "size", "attributes"), ("flags",)),
-    "host_write": (("offset", "value"), ()),
-    "host_read": (("offset",), ()),
-    "pin": (("offset", "size"), ()),
-    "unpin": (("offset", "size"), ()),
-    "punch_hole": (("offset", "size"), ()),
-    "populate": (("offset", "size"), ("src", "value")),
-    "finalize": ((), ()),
-    "guest_read": (("offset", "private"), ()),
-    "guest_write": (("offset", "private", "value"), ()),
-    "guest_accept": (("offset", "size"), ()),
-    "map_gpa_range": (("offset", "size", "private"), ()),
-}
-COMMON = ("process", "expect", "t", "note")
+# op -> (required fields, optional fields): the schema of gmemlab.model.events.
+OPS = FIELDS
 CALLS = frozenset({"create_gmem", "set_attributes", "punch_hole", "populate",
                    "finalize", "pin", "unpin", "map_gpa_range"})
 ACCESSES = frozenset({"host_read", "host_write", "guest_read", "guest_write", "guest_accept"})
 
-_ERRNO = re.compile(r"^E[A-Z0-9]{1,15}$")
 _HEADER_ORDER = ("format", "platform", "series", "page_size", "source", "description")
 _EVENT_ORDER = ("op", "offset", "size", "attributes", "flags", "private", "src", "value",
                 "process", "expect", "t", "note")
 _EXPECT_ORDER = ("ret", "error_offset", "done", "ok", "signal", "exit", "exception", "value")
 
 
-class _Bad(Exception):
-    """A problem found inside one line; the reader adds file and line."""
-
-
-def _check_int(name: str, v: Any, *, lo: int = 0, hi: int = MAX_U64) -> int:
-    if type(v) is not int:
-        raise _Bad(f"{name} must be an integer, got {json.dumps(v)}")
-    if not lo <= v <= hi:
-        raise _Bad(f"{name} {v} out of range {lo}..{hi}")
-    return v
-
-
-def parse_value(v: Any, name: str = "value") -> int:
-    """A byte value: an integer 0..255 or a one-character string.
-
-    >>> parse_value("A"), parse_value(7)
-    (65, 7)
-    """
-    if type(v) is int:
-        return _check_int(name, v, hi=255)
-    if isinstance(v, str) and len(v) == 1 and ord(v) <= 255:
-        return ord(v)
-    raise _Bad(f"{name} must be an integer 0..255 or a one-character string, got {json.dumps(v)}")
-
-
-def _check_flags(v: Any, allowed: tuple[str, ...], name: str = "flags") -> tuple[str, ...]:
-    if not isinstance(v, list) or not all(isinstance(f, str) for f in v):
-        raise _Bad(f"{name} must be a list of strings, got {json.dumps(v)}")
-    for f in v:
-        if f not in allowed:
-            raise _Bad(f"unknown flag {f!r} in {name}; known: {', '.join(allowed)}")
-    if len(set(v)) != len(v):
-        raise _Bad(f"duplicate flag in {name}: {json.dumps(v)}")
-    return tuple(v)
-
-
-def _check_expect(op: str, v: Any) -> dict:
-    if not isinstance(v, dict):
-        raise _Bad(f"expect must be an object, got {json.dumps(v)}")
-    out: dict[str, Any] = {}
-    for key, val in v.items():
-        if key == "ret":
-            if val == 0 and type(val) is int:
-                out[key] = 0
-            elif isinstance(val, str) and _ERRNO.match(val):
-                out[key] = val
-            else:
-                raise _Bad(f"expect.ret must be 0 or an errno name like \"EINVAL\", got {json.dumps(val)}")
-        elif key in ("error_offset", "done"):
-            out[key] = _check_int(f"expect.{key}", val)
-        elif key == "ok":
-            if val is not True:
-                raise _Bad(f"expect.ok must be true, got {json.dumps(val)}")
-            out[key] = True
-        elif key in ("signal", "exit", "exception"):
-            if not isinstance(val, str) or not val or not val.replace("#", "").replace("_", "").isalnum():
-                raise _Bad(f"expect.{key} must be a name like \"SIGBUS\", got {json.dumps(val)}")
-            out[key] = val
-        elif key == "value":
-            out[key] = None if val is None else parse_value(val, "expect.value")
-        else:
-            # Optional fields are allowed by the contract; keep them, check nothing.
-            out[key] = val
-    return out
-
-
-def _check_event(obj: Any) -> dict:
-    if not isinstance(obj, dict):
-        raise _Bad(f"an event must be a JSON object, got {type(obj).__name__}")
-    op = obj.get("op")
-    if op is None:
-        raise _Bad("event has no \"op\"")
-    if not isinstance(op, str) or op not in OPS:
-        raise _Bad(f"unknown op {json.dumps(op)}; known: {', '.join(OPS)}")
-    required, optional = OPS[op]
-    for name in required:
-        if name not in obj:
-            raise _Bad(f"{op} needs \"{name}\"")
-    ev: dict[str, Any] = {"op": op}
-    for name in required + optional:
-        if name not in obj:
-            continue
-        v = obj[name]
-        if name in ("offset", "size"):
-            ev[name] = _check_int(name, v)
-        elif name == "attributes":
-            if v not in ("private", "shared"):
-                raise _Bad(f"attributes must be \"private\" or \"shared\", got {json.dumps(v)}")
-            ev[name] = v
-        elif name == "flags":
-            ev[name] = _check_flags(v, GMEM_FLAGS if op == "create_gmem" else ATTRIBUTE_FLAGS)
-        elif name == "private":
-            if type(v) is not bool:
-                raise _Bad(f"private must be true or false, got {json.dumps(v)}")
-            ev[name] = v
-        elif name == "src":
-            if v is not None and v != "buffer":
-                raise _Bad(f"src must be null or \"buffer\", got {json.dumps(v)}")
-            ev[name] = v
-        elif name == "value":
-            ev[name] = parse_value(v)
-    if op in ("create_gmem", "set_attributes"):
-        ev.setdefault("flags", ())
-    if op == "populate":
-        ev.setdefault("src", None)
-        if ev["src"] == "buffer" and "value" not in ev:
-            raise _Bad("populate with src \"buffer\" needs \"value\" (the source's contents)")
-        if ev["src"] is None and "value" in ev:
-            raise _Bad("populate with src null takes no \"value\" (the destination is its own source)")
-    proc = obj.get("process", "vmm")
-    if not isinstance(proc, str) or not proc:
-        raise _Bad(f"process must be a non-empty string, got {json.dumps(proc)}")
-    ev["process"] = proc
-    if "t" in obj:
-        t = obj["t"]
-        if type(t) not in (int, float) or not math.isfinite(t):
-            raise _Bad(f"t must be a number of seconds, got {json.dumps(t)}")
-        ev["t"] = t
-    if "note" in obj:
-        if not isinstance(obj["note"], str):
-            raise _Bad("note must be a string")
-        ev["note"] = obj["note"]
-    if "expect" in obj:
-        ev["expect"] = _check_expect(op, obj["expect"])
-    extra = {k: obj[k] for k in obj if k not in ev and k not in COMMON and k not in required + optional}
-    if extra:
-        ev["extra"] = extra
-    return ev
+# A problem found inside one line; the reader adds file and line.
+_Bad = InvalidEvent
+_check_int = check_int
 
 
 def check_header(obj: Any) -> dict:
@@ -198,7 +57,7 @@ def check_header(obj: Any) -> dict:
     if obj.get("format") != FORMAT:
         raise _Bad(f"header format must be {json.dumps(FORMAT)}, got {json.dumps(obj.get('format'))}")
     if "platform" not in obj:
-        raise _Bad("header needs \"platform\" (sw_protected, snp or tdx)")
+        raise _Bad(f"header needs \"platform\" ({', '.join(PLATFORMS)})")
     if obj["platform"] not in PLATFORMS:
         raise _Bad(f"unknown platform {json.dumps(obj['platform'])}; known: {', '.join(PLATFORMS)}")
     h = dict(obj)
@@ -213,6 +72,12 @@ def check_header(obj: Any) -> dict:
         raise _Bad(f"unknown source {json.dumps(h['source'])}; known: {', '.join(SOURCES)}")
     if "description" in h and not isinstance(h["description"], str):
         raise _Bad("description must be a string")
+    # Optional fields of a recording (gmemlab kvm-run): the kernel release and the
+    # capabilities found. Any other field is kept unchecked, as the contract allows.
+    if "kernel" in h and not isinstance(h["kernel"], str):
+        raise _Bad(f"kernel must be a string (the release, as uname -r), got {json.dumps(h['kernel'])}")
+    if "capabilities" in h and not isinstance(h["capabilities"], dict):
+        raise _Bad(f"capabilities must be an object, got {json.dumps(h['capabilities'])}")
     return h
 
 
@@ -301,10 +166,9 @@ def iter_events(data: Any, path: str = "<trace>") -> Iterator[Any]:
                 header["line"] = n
                 yield header
                 continue
-            ev = _check_event(obj)
+            ev = from_json(obj, n)
         except _Bad as e:
             raise InputError(path, n, str(e)) from None
-        ev["line"] = n
         yield ev
     if header is None:
         raise InputError(path, 1, "empty trace: no header line")
@@ -355,8 +219,9 @@ def value_json(v: int | None) -> Any:
     return chr(v) if 0x21 <= v <= 0x7E and v != 0x22 and v != 0x5C else v
 
 
-def event_json(ev: dict) -> dict:
-    """The on-disk form of a normalized event (drops line, restores defaults' absence)."""
+def event_json(ev: Mapping) -> dict:
+    """The on-disk form of a normalized event (an Event, or a dict of the same fields):
+    drops line, restores defaults' absence."""
     d = {k: v for k, v in ev.items() if k not in ("line", "extra")}
     d.update(ev.get("extra", {}))
     if d.get("process") == "vmm":

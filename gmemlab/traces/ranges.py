@@ -47,6 +47,9 @@ on the page-level state and the pages a failed call may not touch are the compre
 pages of the same real pages. tests/test_ranges.py checks the whole claim against the
 page-level replay on random traces.
 
+The replay on runs is gmemlab.traces.walk (engine "ranges", or "auto" for a large file):
+it drives a RangeEngine one event at a time and judges the invariants as above.
+
 >>> from gmemlab.model.state import Config
 >>> eng = RangeEngine(Config(platform="snp"))
 >>> eng.apply({"op": "create_gmem", "size": 1 << 36, "flags": ("MMAP", "INIT_SHARED")})[0]
@@ -69,8 +72,7 @@ from typing import Iterable, Iterator
 
 from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
-from gmemlab.model.step import step
-from gmemlab.traces.replay import Report, with_observed_failure
+from gmemlab.model.step import LOFF_MAX, step
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
 
@@ -259,6 +261,16 @@ _STATE_PROPS = [p for p in ALWAYS if p.on_state is not None]
 _TRANS_PROPS = [p for p in ALWAYS if p.on_transition is not None]
 
 
+def _past_loff_t(ev) -> bool:
+    """Whether the event names bytes at or past 2**63: the kernel reads such an offset,
+    size or end as a negative loff_t (or past LLONG_MAX), and step() refuses the event
+    before it looks at a page (vfs_fallocate's EINVAL/EFBIG, or a range past the end of
+    any file kvm_gmem_create makes). Compressing its addresses would lose that
+    magnitude, so it goes to step() as it is (RangeEngine._apply_whole)."""
+    off, size = ev["offset"], ev.get("size") or 0
+    return off > LOFF_MAX or size > LOFF_MAX or off + size > LOFF_MAX
+
+
 class RangeEngine:
     """The model's state as runs, advanced one event at a time through step().
 
@@ -352,7 +364,7 @@ class RangeEngine:
 
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
         ps, n = self.cfg.page_size, self.map.n
-        if ev["op"] == "create_gmem" or "offset" not in ev:
+        if ev["op"] == "create_gmem" or "offset" not in ev or _past_loff_t(ev):
             return self._apply_whole(ev)
         off = ev["offset"]
         size = ev.get("size")
@@ -421,11 +433,13 @@ class RangeEngine:
         return hit
 
     def _apply_whole(self, ev: dict) -> tuple[dict, frozenset, Transition]:
-        """Events that name no pages: create_gmem (which makes a new file) and finalize."""
+        """Events that name no pages: create_gmem (which makes a new file) and finalize;
+        and events past LLONG_MAX (_past_loff_t), which step() refuses untouched."""
         ev_c = ev
         if ev["op"] == "create_gmem":
             size, ps = ev["size"], self.cfg.page_size
-            ev_c = dict(ev, size=(size % ps) or (ps if size else 0))
+            # A size the kernel reads as a negative loff_t stays as it is (step refuses it).
+            ev_c = dict(ev, size=size if size > LOFF_MAX else (size % ps) or (ps if size else 0))
             ctx: tuple = ()
         else:
             ctx = self._context()
@@ -483,35 +497,3 @@ class RangeEngine:
 _EVENT_FIELDS = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "process", "fail")
 _MEMO_MAX = 1 << 16
 
-
-# --- replay ---------------------------------------------------------------------------
-
-def replay_ranges(cfg: Config, events: Iterable[dict], path: str = "<trace>") -> Report:
-    """Replay events on runs; the same Report as gmemlab.traces.replay.replay, except that
-    ``report.state`` is a RunState (``.expand()`` gives the VmState). Streams: events
-    may be a generator (gmemlab.traces.format.iter_events) and are never held."""
-    return continue_ranges(cfg, events, Report(path, cfg), VmState())
-
-
-def continue_ranges(cfg: Config, events: Iterable[dict], report: Report, state: VmState) -> Report:
-    """Go on with a replay on runs from a page-level state (replay() hands over here when
-    a trace creates a large file); the report carries what was judged so far."""
-    engine = RangeEngine(cfg, state)
-    names = [p.name for p in _STATE_PROPS]
-    judged: dict = {}  # transition verdicts by (compressed pre, event): a pure function too
-    for ev in events:
-        ev = with_observed_failure(ev)
-        outcome, effects, t = engine.apply(ev)
-        report.observe(ev, outcome)
-        tkey = engine.last_key
-        engine.last_key = None
-        trans_bad = judged.get(tkey) if tkey is not None else None
-        if trans_bad is None:
-            if len(judged) >= _MEMO_MAX:
-                judged.clear()
-            trans_bad = [p.name for p in _TRANS_PROPS if not p.on_transition(cfg, t)]
-            if tkey is not None:
-                judged[tkey] = trans_bad
-        report.judge(ev["line"], zip(names, engine.state_holds()), trans_bad)
-    report.state = engine.run_state()
-    return report

@@ -1,15 +1,15 @@
 """Recording importers: real traces in, gmemlab-trace/1 out.
 
-Two recorders are understood (../shared/INTERFACES.md, ``gmemlab import``):
+Two recorders are understood (docs/cli.md, ``gmemlab import``):
 
 - ``qemu``: the output of QEMU's "log" trace backend (``qemu.convert``);
 - ``ftrace``: the text of ``trace-cmd report``, of /sys/kernel/tracing/trace, or of
   ``perf script`` (``ftrace.convert``).
 
 Each per-format ``convert(data, path, platform)`` returns ``(header, events, skipped)``:
-the header of the converted trace, its events (plain dicts as ``format.loads`` gives them,
-each with the recording's line in ``"line"``), and how many lines of each kind were
-skipped. ``run_import`` serializes that with ``format.dumps``.
+the header of the converted trace, its events (Events, built by events.event() as
+``format.loads`` gives them, each with the recording's line in ``"line"``), and how many
+lines of each kind were skipped. ``run_import`` serializes that with ``format.dumps``.
 
 What is common to both lives here: the header, the leading create_gmem, the unsigned
 64-bit arithmetic checks, and the rule that a malformed line of a known event is an
@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 from gmemlab.errors import InputError, UsageError
+from gmemlab.model.events import Event, event
 from gmemlab.traces.format import PLATFORMS
 
 PAGE_SIZE = 4096  # x86 base page: KVM's gfn unit and QEMU's qemu_real_host_page_size()
@@ -60,18 +61,14 @@ def round_up(n: int, unit: int = PAGE_SIZE) -> int:
     return -(-n // unit) * unit
 
 
-def create_gmem(size: int, line: int, note: str, t: float | None = None) -> dict[str, Any]:
+def create_gmem(size: int, line: int, note: str, t: float | None = None) -> Event:
     """The leading create_gmem: a recording shows neither the size nor the flags.
 
     The flags stay empty rather than guessed (MMAP / INIT_SHARED are what the series
     adds, but nothing in a QEMU log or a kernel trace says which were passed); the note
     says how the size was inferred.
     """
-    ev: dict[str, Any] = {"op": "create_gmem", "size": size, "flags": (), "process": "vmm",
-                          "note": note, "line": line}
-    if t is not None:
-        ev["t"] = t
-    return ev
+    return event("create_gmem", size=size, note=note, line=line, **({} if t is None else {"t": t}))
 
 
 def shown(text: str, limit: int = 100) -> str:

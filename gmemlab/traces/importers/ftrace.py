@@ -61,6 +61,7 @@ import re
 from typing import Any
 
 from gmemlab.errors import InputError
+from gmemlab.model.events import Event, event
 from gmemlab.traces.format import iter_lines
 from gmemlab.traces.importers import (
     MAX_U64, NOT_AN_EVENT, PAGE_SIZE, check_range, create_gmem, finish_skipped, make_header,
@@ -98,11 +99,11 @@ _KNOWN_MENTION = re.compile(r"\b(" + "|".join(_FORMATS) + r"):")
 
 
 def convert(data: bytes | str, path: str = "<ftrace text>", platform: str = "snp"
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
+            ) -> tuple[dict[str, Any], list[Event], dict[str, int]]:
     """trace-cmd report / tracefs / perf script text -> (header, events, {skipped: count})."""
     header = make_header(path, platform, "ftrace text")
     skipped: dict[str, int] = {}
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     last_line = 1
 
     def skip(key: str, n: int = 1) -> None:
@@ -147,8 +148,7 @@ def convert(data: bytes | str, path: str = "<ftrace text>", platform: str = "snp
             offset, size = start * PAGE_SIZE, (end - start) * PAGE_SIZE
             check_range(path, n, name, offset, size)
             attributes = "private" if attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE else "shared"
-            events.append({"op": "set_attributes", "offset": offset, "size": size,
-                           "attributes": attributes, "flags": (), "process": "vmm", "t": t, "line": n})
+            events.append(event("set_attributes", offset=offset, size=size, attributes=attributes, t=t, line=n))
             continue
         nr, gpa, npages, attrs, _ = (int(x, 16) for x in fm.groups())
         if nr != KVM_HC_MAP_GPA_RANGE:
@@ -158,9 +158,8 @@ def convert(data: bytes | str, path: str = "<ftrace text>", platform: str = "snp
             skip(f"{name} (nr 0xc refused by KVM: unaligned gpa or no pages)")
             continue
         check_range(path, n, f"{name} (KVM_HC_MAP_GPA_RANGE)", gpa, npages * PAGE_SIZE)
-        events.append({"op": "map_gpa_range", "offset": gpa, "size": npages * PAGE_SIZE,
-                       "private": bool(attrs & KVM_MAP_GPA_RANGE_ENCRYPTED), "process": "vmm",
-                       "t": t, "line": n})
+        events.append(event("map_gpa_range", offset=gpa, size=npages * PAGE_SIZE,
+                            private=bool(attrs & KVM_MAP_GPA_RANGE_ENCRYPTED), t=t, line=n))
     if not events:
         raise InputError(path, last_line, "no kvm_vm_set_mem_attributes or kvm_hypercall (nr 0xc) event"
                          " in the recording: record with trace-cmd record -e kvm:kvm_vm_set_mem_attributes"

@@ -81,6 +81,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from gmemlab.errors import InputError
+from gmemlab.model.events import Event, event
 from gmemlab.traces.format import iter_lines
 from gmemlab.traces.importers import (
     MAX_U64, NOT_AN_EVENT, PAGE_SIZE, check_range, create_gmem, finish_skipped, make_header,
@@ -291,15 +292,14 @@ class _Translator:
         return pieces
 
 
-def _event(op: str, rec: _Record, **fields: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {"op": op, **fields, "process": "vmm", "line": rec.line}
+def _event(op: str, rec: _Record, **fields: Any) -> Event:
     if rec.t is not None:
-        ev["t"] = rec.t
-    return ev
+        fields["t"] = rec.t
+    return event(op, **fields, line=rec.line)
 
 
 def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
+            ) -> tuple[dict[str, Any], list[Event], dict[str, int]]:
     """A QEMU trace log -> (header, events, {skipped event: count})."""
     header = make_header(path, platform, "qemu log")
     records, skipped, last_line = _parse(data, path)
@@ -314,7 +314,7 @@ def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
 
     translator = _Translator(path, base)
     faults: dict[tuple[int, int], tuple[int, int]] = {}  # (start, size) -> (line, flags)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     first_t = None
     for rec in records:
         g = rec.groups
@@ -359,9 +359,7 @@ def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
                                 attributes="private" if private else "shared", flags=())
                 split = [f"gpa {start:#x}+{size:#x} spans memslots: piece {i} of {len(pieces)}"]
                 note = "; ".join(notes + (split if len(pieces) > 1 else []))
-                if note:
-                    ev["note"] = note
-                events.append(ev)
+                events.append(ev.replace(note=note) if note else ev)
     layout = ""
     if len(base) > 1:
         layout = "; guest_memfds laid end to end: " + ", ".join(

@@ -1,0 +1,142 @@
+"""The model instance: a configuration and bounds, and everything that was checked.
+
+What stateright calls a Model: the initial states (here: the create_gmem calls they
+come from), the actions tried in every state, in a fixed order, the boundary (states
+past it are not explored), and the properties (always, sometimes, and the goal that
+no_stuck_state must reach). The search driver (gmemlab.explore.search) and its engines
+read all of it from a Spec and from nothing else, so there is one answer to "what was
+explored".
+
+Actions. From a fresh guest_memfd of N pages (created with MMAP, with and without
+INIT_SHARED; with NO_DIRECT_MAP too when that series is on) every op is tried on each
+single page, for each host process and each argument value the bounds allow, and the
+range calls (set_attributes, punch_hole; populate and guest_accept page by page) on each
+single page and on the whole file. ``Bounds(ranges="all")`` adds every contiguous range.
+
+Symmetry. With single-page and whole-file calls only, the semantics do not depend on
+where a page sits, except through the order in which a whole-file call walks the pages:
+set_attributes and punch_hole end in the same state whatever the order (their plans'
+phases are functions of one page, gmemlab.model.step.run_plan), so the set of reachable
+states is closed under permuting pages and a state may be stored sorted by page. The
+error_offset of a whole-file EAGAIN names the first pinned page of the concrete state,
+which Exploration.chain_events recomputes on the concrete path. populate and
+guest_accept stop at the first failing page, so their whole-file form is
+order-dependent: they are tried page by page (with symmetry off too: the same action
+set). ``ranges="all"`` turns symmetry off.
+
+>>> s = Spec(Config(platform="sw_protected"), Bounds(pages=1))
+>>> [e["flags"] for e in s.creates]
+[('MMAP', 'INIT_SHARED'), ('MMAP',)]
+>>> sorted({a["op"] for a in s.actions})[:3]
+['guest_read', 'guest_write', 'host_read']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gmemlab.errors import UsageError
+from gmemlab.invariants import ALWAYS, SOMETIMES, launched_and_running
+from gmemlab.model.events import Event, event
+from gmemlab.model.state import Config, VmState
+from gmemlab.model.step import FAIL
+from gmemlab.model.vocab import MAX_PAGES
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the explorer varies: the size of the file and the argument values."""
+
+    pages: int = 2
+    processes: tuple = ("vmm",)          # host processes that may map the file
+    host_value: int = ord("A")           # what userspace loads
+    guest_value: int = ord("A")          # what the guest writes
+    source_value: int = ord("A")         # the legacy populate source's contents
+    max_pins: int = 1                    # extra references per page
+    no_direct_map: bool = False          # also create the file with NO_DIRECT_MAP
+    ranges: str = "page+file"            # or "all": every contiguous range
+
+    def __post_init__(self):
+        if type(self.pages) is not int or not 1 <= self.pages <= MAX_PAGES:
+            raise UsageError(f"pages must be 1..{MAX_PAGES}, got {self.pages!r}")
+        if self.ranges not in ("page+file", "all"):
+            raise UsageError(f"ranges must be 'page+file' or 'all', got {self.ranges!r}")
+
+
+class Spec:
+    """config + bounds -> initial events, actions, boundary, properties.
+
+    The NO_DIRECT_MAP series and the bounds' NO_DIRECT_MAP file go together: either one
+    turns both on (a file created with the flag needs the series, and the series is
+    only exercised by such a file).
+    """
+
+    def __init__(self, config: Config, bounds: Bounds = Bounds(), symmetry: bool = True):
+        no_direct_map = bounds.no_direct_map or config.no_direct_map_series
+        self.config = dataclasses.replace(config, no_direct_map_series=no_direct_map)
+        self.bounds = dataclasses.replace(bounds, no_direct_map=no_direct_map)
+        self.symmetric = symmetry and self.bounds.ranges == "page+file"
+        self.creates: list[Event] = self._creates()
+        self.actions: list[Event] = self._actions()
+        self.always = [p for p in ALWAYS if not p.graph]
+        self.sometimes = list(SOMETIMES)
+        self.goal = launched_and_running
+
+    @property
+    def pages(self) -> int:
+        return self.bounds.pages
+
+    def within(self, s: VmState) -> bool:
+        """The boundary: at most max_pins extra references on a page."""
+        return all(p.pins <= self.bounds.max_pins for p in s.pages)
+
+    def _creates(self) -> list[Event]:
+        size = self.bounds.pages * self.config.page_size
+        flag_sets = [("MMAP", "INIT_SHARED"), ("MMAP",)]
+        if self.bounds.no_direct_map:
+            flag_sets += [f + ("NO_DIRECT_MAP",) for f in flag_sets]
+        return [event("create_gmem", size=size, flags=f) for f in flag_sets]
+
+    def _ranges(self, whole: bool) -> list[tuple[int, int]]:
+        ps, n = self.config.page_size, self.bounds.pages
+        if self.bounds.ranges == "all":
+            return [(i * ps, (j - i) * ps) for i in range(n) for j in range(i + 1, n + 1)]
+        out = [(i * ps, ps) for i in range(n)]
+        if whole and n > 1:
+            out.append((0, n * ps))
+        return out
+
+    def _actions(self) -> list[Event]:
+        cfg, b, ps = self.config, self.bounds, self.config.page_size
+        acts: list[Event] = []
+        flag_options = [()] if cfg.series != "v5" else [(), ("ZERO",), ("PRESERVE",)]
+        for off, size in self._ranges(whole=True):
+            for attr in ("private", "shared"):
+                for flags in flag_options:
+                    acts.append(event("set_attributes", offset=off, size=size, attributes=attr, flags=flags))
+        for off, size in self._ranges(whole=True):
+            acts.append(event("punch_hole", offset=off, size=size))
+        for i in range(b.pages):
+            for proc in b.processes:
+                acts.append(event("host_write", offset=i * ps, value=b.host_value, process=proc))
+                acts.append(event("host_read", offset=i * ps, process=proc))
+            acts.append(event("pin", offset=i * ps, size=ps))
+            acts.append(event("unpin", offset=i * ps, size=ps))
+        if cfg.has_te:
+            for off, size in self._ranges(whole=False):
+                acts.append(event("populate", offset=off, size=size, src=None))
+                acts.append(event("populate", offset=off, size=size, src="buffer", value=b.source_value))
+            acts.append(event("finalize"))
+            for off, size in self._ranges(whole=False):
+                acts.append(event("guest_accept", offset=off, size=size))
+        if cfg.allocation_failures:
+            # The same conversions (and populate-converts' populates) with the allocation failing.
+            converts = cfg.rules.populate_converts
+            acts += [a.replace(**{FAIL: "ENOMEM"}) for a in list(acts)
+                     if a["op"] == "set_attributes" or (a["op"] == "populate" and converts)]
+        for i in range(b.pages):
+            for private in ((True, False) if cfg.has_te else (True,)):
+                acts.append(event("guest_read", offset=i * ps, private=private))
+                acts.append(event("guest_write", offset=i * ps, private=private, value=b.guest_value))
+        return acts

@@ -1,0 +1,224 @@
+"""The one replay: a sequence of events through the model, one Step per event.
+
+Every consumer of a replay folds over ``walk``: check-trace's Report
+(gmemlab.traces.replay), the memory-map lanes (gmemlab.render.lanes), the conformance
+coverage (gmemlab.render.views) and the explorer's concrete counterexamples
+(``walk_events``). So they cannot disagree on what the model did with a trace.
+
+Per event, ``walk`` applies the model's step function (gmemlab.model.step.step) to the
+event as the model must take it (``with_observed_failure``: a call the trace saw fail
+with ENOMEM gets its allocation failure) and yields a Step:
+
+- line: the event's line in its trace (None for events that have none);
+- event: the Event the model took;
+- pre, outcome, post, effects: the transition. On the page-level path pre and post are
+  whole VmStates. On runs (the range engine of gmemlab.traces.ranges, used at guest
+  scale) they are the compressed states the engine applied step() to, the transition
+  the invariants are judged on; the whole state after the last step is ``Walk.state``;
+- broken: the always-properties of gmemlab.invariants this step breaks: the state ones
+  that held before it and do not after (so a state invariant is named where it stops
+  holding, and again if it holds and breaks again), then the transition ones it fails;
+- expected: the trace's "expect", or None;
+- diverged: whether the outcome contradicts "expect" (``mismatch``).
+
+Which path: ``engine="pages"`` or ``"ranges"``, or ``"auto"`` (the default): pages until
+a create_gmem makes a file of more than RANGE_PAGES pages, then runs from there on.
+
+>>> from gmemlab.model.events import event
+>>> from gmemlab.model.state import Config
+>>> evs = [event("create_gmem", size=8192, flags=("MMAP", "INIT_SHARED"), line=2),
+...        event("host_write", offset=0, value=65, line=3, expect={"ok": True}),
+...        event("set_attributes", offset=0, size=8192, attributes="private", line=4,
+...              expect={"ret": "ENOMEM", "error_offset": 0})]
+>>> [(s.line, s.outcome, s.broken, s.diverged) for s in walk(Config(platform="snp"), evs)]
+[(2, {'ret': 0}, (), False), (3, {'ok': True}, (), False), (4, {'ret': 'ENOMEM', 'error_offset': 0}, (), False)]
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Iterable, Iterator, NamedTuple
+
+from gmemlab.invariants import ALWAYS, Transition
+from gmemlab.model.events import Event, event
+from gmemlab.model.state import Config, VmState
+from gmemlab.model.step import FAIL, step
+from gmemlab.traces.ranges import _MEMO_MAX, RangeEngine, RunState
+
+# The fields of "expect" a prediction is checked on.
+CHECKED = ("ret", "error_offset", "done", "ok", "signal", "exit", "exception", "value")
+
+# A trace that creates a file of more pages than this goes on on runs of equal pages
+# (engine="auto").
+RANGE_PAGES = 4096
+
+ENGINES = ("auto", "pages", "ranges")
+
+
+def with_observed_failure(ev: Event) -> Event:
+    """The event as the model must take it: where the trace observed ENOMEM from a call
+    that allocates (a conversion, or populate converting), the allocation failed.
+
+    >>> with_observed_failure(event("set_attributes", offset=0, size=4096, attributes="private",
+    ...                             expect={"ret": "ENOMEM"}))["fail"]
+    'ENOMEM'
+    """
+    exp = ev.get("expect")
+    if exp is not None and exp.get("ret") == "ENOMEM" and ev["op"] in ("set_attributes", "populate"):
+        return ev.replace(**{FAIL: "ENOMEM"})
+    return ev
+
+
+def mismatch(expected: Mapping, predicted: Mapping) -> bool:
+    """Whether a prediction contradicts what the trace observed.
+
+    >>> mismatch({"ret": 0}, {"ret": 0, "done": 2})
+    False
+    >>> mismatch({"ok": True}, {"signal": "SIGBUS"})
+    True
+    """
+    for key in CHECKED:
+        if key in expected and (key not in predicted or predicted[key] != expected[key]):
+            return True
+    return False
+
+
+def as_event(ev: Mapping) -> Event:
+    """An Event as it is, any other mapping of event fields through events.event()."""
+    if type(ev) is Event:
+        return ev
+    return event(ev["op"], **{k: v for k, v in ev.items() if k != "op"})
+
+
+class Step(NamedTuple):
+    """One event of a walk (see the module docstring)."""
+
+    line: int | None
+    event: Event
+    pre: VmState
+    outcome: dict
+    post: VmState
+    effects: frozenset
+    broken: tuple
+    expected: dict | None
+    diverged: bool
+
+
+_new_step = tuple.__new__  # Step(...) without the Python-level __new__ of a NamedTuple
+_STATE = [p for p in ALWAYS if p.on_state is not None]
+_STATE_NAMES = tuple(p.name for p in _STATE)
+_TRANS = [p for p in ALWAYS if p.on_transition is not None]
+
+
+class Walk:
+    """The iterator ``walk()`` returns: the Steps, one per event, made lazily (an event
+    is read only once the Step before it has been taken, so ``events`` may be a
+    generator that looks at ``state``). ``state`` is the whole state after the last
+    step (a VmState, or on runs a RunState, whose ``expand()`` gives the VmState)."""
+
+    def __init__(self, cfg: Config, events: Iterable[Mapping], initial: VmState | None = None,
+                 *, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+        self.cfg = cfg
+        self._state = VmState() if initial is None else initial
+        self.engine: RangeEngine | None = None  # the range engine, once on runs
+        self._steps = self._walk(iter(events), engine)
+
+    def __iter__(self) -> Iterator[Step]:
+        return self._steps
+
+    def __next__(self) -> Step:
+        return next(self._steps)
+
+    @property
+    def on_runs(self) -> bool:
+        """Whether the steps are (now) on runs: compressed pre and post."""
+        return self.engine is not None
+
+    @property
+    def state(self) -> VmState | RunState:
+        return self._state if self.engine is None else self.engine.run_state()
+
+    def _walk(self, events: Iterator[Mapping], engine: str) -> Iterator[Step]:
+        cfg = self.cfg
+        state = self._state
+        if engine != "ranges":
+            holds = [p.on_state(cfg, state) for p in _STATE]
+            auto = engine == "auto"
+            for ev in events:
+                ev = as_event(ev)
+                if auto and ev["op"] == "create_gmem" and ev["size"] // cfg.page_size > RANGE_PAGES:
+                    events = itertools.chain([ev], events)
+                    break
+                ev = with_observed_failure(ev)
+                post, outcome, effects = step(cfg, state, ev)
+                now = [p.on_state(cfg, post) for p in _STATE]
+                broken = [name for name, was, is_ in zip(_STATE_NAMES, holds, now) if was and not is_]
+                t = Transition(state, ev, outcome, post, effects)
+                broken += [p.name for p in _TRANS if not p.on_transition(cfg, t) and p.name not in broken]
+                expected = ev.get("expect")
+                self._state = post
+                yield _new_step(Step, (ev.get("line"), ev, state, outcome, post, effects, tuple(broken), expected,
+                                   expected is not None and mismatch(expected, outcome)))
+                state, holds = post, now
+            else:
+                return
+        yield from self._walk_runs(events, state)
+
+    def _walk_runs(self, events: Iterator[Mapping], state: VmState) -> Iterator[Step]:
+        cfg = self.cfg
+        eng = self.engine = RangeEngine(cfg, state)
+        apply = eng.apply
+        holds = eng.state_holds()
+        judged: dict = {}  # transition verdicts by (compressed pre, event): a pure function too
+        for ev in events:
+            ev = with_observed_failure(as_event(ev))
+            outcome, effects, t = apply(ev)
+            tkey = eng.last_key
+            eng.last_key = None
+            bad = judged.get(tkey) if tkey is not None else None
+            if bad is None:
+                if len(judged) >= _MEMO_MAX:
+                    judged.clear()
+                bad = tuple(p.name for p in _TRANS if not p.on_transition(cfg, t))
+                if tkey is not None:
+                    judged[tkey] = bad
+            now = eng.state_holds()
+            if now != holds:
+                stopped = tuple(name for name, was, is_ in zip(_STATE_NAMES, holds, now) if was and not is_)
+                if stopped:
+                    bad = stopped + tuple(name for name in bad if name not in stopped)
+                holds = now
+            expected = ev.get("expect")
+            yield _new_step(Step, (ev.get("line"), ev, t.pre, outcome, t.post, effects, bad, expected,
+                               expected is not None and mismatch(expected, outcome)))
+
+
+def walk(cfg: Config, events: Iterable[Mapping], initial: VmState | None = None, *,
+         engine: str = "auto") -> Walk:
+    """Replay events (Events, or mappings of their fields) from ``initial`` (the empty
+    VM by default): one Step per event, lazily. See the module docstring."""
+    return Walk(cfg, events, initial, engine=engine)
+
+
+def trace_of(steps: Iterable[Step]) -> list[Event]:
+    """The walked events as a trace of the model's own run: each with "expect" set to the
+    model's outcome and "fail" dropped (an "expect" of ENOMEM says it, see
+    with_observed_failure)."""
+    return [st.event.without(FAIL).replace(expect=st.outcome) for st in steps]
+
+
+def walk_events(cfg: Config, events: Iterable[Mapping], initial: VmState | None = None) -> list[Event]:
+    """Concrete events with the model's outcomes as "expect" (what the explorer hands
+    out as a counterexample), page by page.
+
+    Where each event depends on the state the one before left (symmetry reduction maps
+    an abstract action through the current page order), walk directly and feed it a
+    generator that reads ``Walk.state``::
+
+        w = walk(cfg, concrete(), engine="pages")   # concrete() reads w.state
+        out = trace_of(w)
+    """
+    return trace_of(walk(cfg, events, initial, engine="pages"))
