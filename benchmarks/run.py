@@ -8,11 +8,11 @@ Prints a table (stderr) and one JSON object (stdout; also written with --out FIL
 - symmetry: states with and without symmetry reduction. At 3 pages both are explored.
   At 4 pages without symmetry the transition arrays alone would need tens of GB, so
   the count is exact by orbits (each state found with symmetry stands for the
-  n!/prod(m!) page orders of its page multiset; tests/test_fastbfs.py and the 3-page
+  n!/prod(m!) page orders of its page multiset; tests/test_engines.py and the 3-page
   rows check that this equals the explored count), and a direct exploration is timed
   until it reaches --cap states.
 - reference: the reference engine (step() on every transition) at 2 pages (and at 3
-  pages with --reference-3), beside the batched engine on the same configuration.
+  pages with --reference-3), beside the fast engine on the same configuration.
 - replay: benchmarks/replay_scale.py (events/s on a 1M-event guest-boot trace, the ratio
   to a bare json.loads loop over the same file, peak RSS at 16M pages).
 - interactivity: compare() as the notebook's panel calls it (gmemlab.render.views ->
@@ -43,7 +43,7 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
-PROPOSALS = ("private-first", "populate-converts", "userspace-converts")
+from gmemlab.model.vocab import PROPOSALS  # noqa: E402  (after the path is set)
 SECTIONS = ("explorer", "symmetry", "reference", "replay", "interactivity", "notebooks", "peers")
 GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay_ratio": 0.4,
          "replay_peak_rss_mib": 1024, "widget_seconds": 0.2, "notebooks_seconds": 60}
@@ -70,9 +70,9 @@ def child_explore(proposal: str, pages: int, symmetry: bool, engine: str, cap: i
     out = {"states": len(x.states), "transitions": x.transitions, "seconds": round(seconds, 3),
            "states_per_s": round(len(x.states) / seconds), "engine": x.engine,
            "broken": sorted(x.violations), "peak_rss_mib": _rss()}
-    if symmetry and x.engine == "batched":
+    if symmetry and x.engine == "fast":
         import numpy as np
-        rows = x.states._rows
+        rows = x.states.rows
         deg = np.bincount(np.frombuffer(x.src, np.int32), minlength=len(rows))
         states = transitions = 0
         fact = math.factorial(pages)
@@ -160,12 +160,12 @@ def reference(ex: dict, three: bool, log) -> dict:
     for pages in ((2, 3) if three else (2,)):
         for p in PROPOSALS:
             ref = _child("explore", p, str(pages), "1", "reference", "0")
-            fast = ex.get(f"{p}/{pages}p") or _child("explore", p, str(pages), "1", "batched", "0")
-            out[f"{p}/{pages}p"] = {"reference": ref, "batched": fast,
+            fast = ex.get(f"{p}/{pages}p") or _child("explore", p, str(pages), "1", "fast", "0")
+            out[f"{p}/{pages}p"] = {"reference": ref, "fast": fast,
                                     "speedup": round(ref["seconds"] / fast["seconds"], 1),
                                     "same_counts": (ref["states"], ref["transitions"]) ==
                                                    (fast["states"], fast["transitions"])}
-            log(f"reference {p} {pages}p: {ref['seconds']} s vs batched {fast['seconds']} s "
+            log(f"reference {p} {pages}p: {ref['seconds']} s vs fast {fast['seconds']} s "
                 f"(x{out[f'{p}/{pages}p']['speedup']})")
     return out
 
@@ -267,7 +267,7 @@ def table(res: dict) -> str:
             row(f"symmetry {k} direct without (stopped at cap)" if d.get("capped") else f"symmetry {k} direct without",
                 f"{d['states']:,} in {d['seconds']} s", f"{d['states_per_s']:,}/s")
     for k, r in res.get("reference", {}).items():
-        row(f"reference engine {k} seconds (batched)", f"{r['reference']['seconds']} ({r['batched']['seconds']})",
+        row(f"reference engine {k} seconds (fast)", f"{r['reference']['seconds']} ({r['fast']['seconds']})",
             f"x{r['speedup']}")
     rp = res.get("replay", {})
     if "events_per_s" in rp:

@@ -27,17 +27,20 @@
 # differs: the first divergence is shown with the lanes of the steps around it). Where
 # the traces folder has a manifest.json, its recorded verdict is shown beside ours.
 # Coverage says which ops and outcomes the traces exercised and how many of the
-# per-page states the model reaches they visit.
+# per-page states the model reaches they visit. Last, the running kernel is the oracle:
+# the corpus runs on /dev/kvm and each event's outcome is set beside the model's.
 
 # %% tags=["parameters"]
 traces = "../data/traces"    # a trace file, a folder (every *.jsonl below it), or a list
 proposal = "private-first"   # private-first | populate-converts | userspace-converts
 series = ""                  # empty: each trace header names its series; or v5 | v7 | v8
 knobs = []                   # e.g. ["refuse_unprepared_populate"]
+kernel_traces = ["../data/traces", "../data/emulated"]  # what tests/test_kvm.py runs on the kernel
+kvm_device = "/dev/kvm"      # the KVM device of "The kernel as the oracle"
 results_path = ""            # where to write the results as JSON (papermill, tests)
 
 # %%
-from gmemlab.render import views
+from gmemlab.render import kernel, views
 from gmemlab.render.html import pre, show, verdicts_html
 
 conf = views.conformance(traces, proposal, series or None, knobs)
@@ -63,9 +66,26 @@ show(views.divergences_html(conf))
 show(views.coverage_html(conf))
 
 # %% [markdown]
+# ## The kernel as the oracle
+# The traces above record what a proposal's model or a selftest expects; here the running
+# kernel answers instead. Each trace of `kernel_traces` runs on a KVM default VM through
+# `kvm_device`, as `gmemlab kvm-run` does (guest_memfd bound at gpa 0, host accesses in a
+# forked child, pins as io_uring buffers, guest accesses by a real-mode vCPU), until the
+# first event a default VM cannot express (a conversion, a populate: the run stops there,
+# and the row says why). Each event's kernel outcome is set beside the model's under
+# platform `default`: a trace the kernel runs in whole or as a prefix is listed, with its
+# events folded under it (runs of alike events are one row). Without /dev/kvm nothing
+# runs and the section says so.
+
+# %%
+oracle = kernel.kernel_conformance(kernel_traces, device=kvm_device)
+show(kernel.kernel_conformance_html(oracle))
+
+# %% [markdown]
 # ## Summary
 
 # %%
 results = views.conformance_data(conf)
+results["kernel"] = kernel.kernel_conformance_data(oracle)
 views.save_results(results_path, results)
-show(pre(views.conformance_summary(conf)))
+show(pre(views.conformance_summary(conf) + "\n" + kernel.kernel_conformance_summary(oracle)))

@@ -26,10 +26,10 @@ def root():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Say it loudly when tests/test_kvm.py could not use /dev/kvm: its tests are then
-    skipped, and the kernel was not the oracle of this run."""
+    """Say it loudly when tests/test_kvm.py and tests/test_kernel_view.py could not use
+    /dev/kvm: their tests are then skipped, and the kernel was not the oracle of this run."""
     skipped = [r for r in terminalreporter.stats.get("skipped", [])
                if "the kernel oracle did not run" in str(getattr(r, "longrepr", ""))]
     if skipped:
         terminalreporter.write_sep("!", f"no /dev/kvm: the kernel oracle did not run "
-                                        f"({len(skipped)} test(s) of tests/test_kvm.py skipped)", red=True)
+                                        f"({len(skipped)} test(s) that need it skipped)", red=True)

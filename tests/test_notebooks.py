@@ -189,6 +189,17 @@ def check_conformance(data, p, shown):
         assert data["expected"][name] == verdict
     assert shown.count('class="gml-divergence"') == sum(v == "diverges" for v in data["verdicts"].values())
     assert "gml-coverage" in shown
+    # The kernel as the oracle: the corpus of tests/test_kvm.py, or a plain "did not run".
+    k = data["kernel"]
+    assert 'class="gml-kernel"' in shown
+    if not k["ran"]:
+        assert "the kernel oracle did not run" in shown and not os.environ.get("GMEMLAB_REQUIRE_KVM")
+        return
+    corpus = {os.path.relpath(os.path.join(d, f), ROOT) for t in p["kernel_traces"]
+              for d, _, fs in os.walk(os.path.normpath(os.path.join(NBDIR, t))) for f in fs if f.endswith(".jsonl")}
+    assert set(k["traces"]) | set(k["not_run"]) == corpus and len(k["traces"]) >= 7
+    assert k["agree"] and not any(t["disagreements"] for t in k["traces"].values())
+    assert k["kernel"] == os.uname().release and shown.count('class="gml-kernel-trace"') == len(k["traces"])
 
 
 def check_reply(data, p, shown):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gmemlab.model.state import VmState
-from gmemlab.model.step import FAIL, step
+from gmemlab.model.step import step
 from gmemlab.spec import Spec
 
 
@@ -156,17 +156,18 @@ class Exploration:
         concrete state through the sorting permutation, and stepped there, so "expect"
         (an EAGAIN's error_offset included) is what the concrete call returns.
         """
-        cfg, n, ps = self.config, self.bounds.pages, self.config.page_size
+        from gmemlab.traces.walk import trace_of, walk
+        n, ps = self.bounds.pages, self.config.page_size
         steps = [self.creates[chain[0]]] + [self.actions[a] for a in chain[1:]]
-        out, state = [], VmState()
-        order = tuple(range(n))
-        for k, ev in enumerate(steps):
-            concrete = map_event(ev, order, ps, n) if self.symmetry and k > 0 else ev
-            state, outcome, _ = step(cfg, state, concrete)
-            out.append(concrete.without(FAIL).replace(expect=outcome))  # "expect" says ENOMEM
-            if self.symmetry:
-                order = canonical(state)[1]
-        return out
+
+        def concrete():
+            yield steps[0]
+            for ev in steps[1:]:
+                # the page order of the state the walk reached (identity without symmetry)
+                order = canonical(w.state)[1] if self.symmetry else tuple(range(n))
+                yield map_event(ev, order, ps, n)
+        w = walk(self.config, concrete(), engine="pages")
+        return trace_of(w)
 
     def counterexample(self, name: str) -> list | None:
         if name == "no_stuck_state":

@@ -139,6 +139,23 @@ class Codec:
             self._rank_dirty = False
         return self.RANK, self.UNRANK
 
+    def replace_sorted(self, rows: np.ndarray, i: int, values: np.ndarray) -> np.ndarray:
+        """Sorted rows with column i replaced by values, sorted again: the one new page
+        is moved into place in rank space (cheaper than a sort)."""
+        rank, unrank = self.ranks()
+        n = rows.shape[1]
+        rest = rank[np.delete(rows, i, axis=1)]     # the other pages, still sorted
+        v = rank[values]
+        at = np.zeros(len(v), np.int64)             # where the new page goes
+        for j in range(n - 1):
+            at += rest[:, j] < v
+        out = np.empty((len(v), n), rest.dtype)
+        for j in range(n):
+            below = rest[:, j] if j < n - 1 else v
+            above = rest[:, j - 1] if j > 0 else v
+            out[:, j] = np.where(at > j, below, np.where(at == j, v, above))
+        return unrank[out]
+
     def sort_rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows of page ids sorted in Page order (what canonical() does to a state)."""
         if rows.shape[1] < 2:
@@ -530,13 +547,16 @@ class FastEngine(Engine):
                 if isinstance(phase, M.Skip):
                     done[live[vals.all(1)]] = True
                 elif isinstance(phase, M.Stop):
-                    hit = (vals > 0).any(1)
-                    first = (vals > 0).argmax(1)
-                    for j in np.flatnonzero(hit).tolist():
-                        errno = self.errnos[int(vals[j, first[j]]) - 1]
-                        oid[g[live[j]]] = self.codec.intern_outcome(
-                            {"ret": errno, "error_offset": int(cols[first[j]]) * self.ps})
-                    done[live[hit]] = True
+                    hit = np.flatnonzero((vals > 0).any(1))
+                    if hit.size:
+                        first = (vals[hit] > 0).argmax(1)
+                        code = vals[hit, first].astype(np.int64) * len(cols) + first
+                        u, inv = np.unique(code, return_inverse=True)
+                        oids = np.array([self.codec.intern_outcome(
+                            {"ret": self.errnos[c // len(cols) - 1],
+                             "error_offset": int(cols[c % len(cols)]) * self.ps}) for c in u.tolist()], np.int32)
+                        oid[g[live[hit]]] = oids[inv]
+                        done[live[hit]] = True
                 else:
                     cur[live] = vals
                     pe[live] |= effs
@@ -553,30 +573,30 @@ class FastEngine(Engine):
         module docstring): the union over the pages' parts."""
         F, n = R.shape
         codec, ev = self.codec, self.events[e]
-        k1 = (C.astype(np.int64)[:, None] << 42) | (R.astype(np.int64) << 21) | post.astype(np.int64)
-        k2 = (oid.astype(np.int64)[:, None] << 32) | effp
-        k1, k2 = k1.ravel(), k2.ravel()
-        order = np.lexsort((k2, k1))
-        a, b = k1[order], k2[order]
-        brk = np.ones(len(a), bool)
-        brk[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-        starts = np.flatnonzero(brk)
-        vals = np.empty(len(starts), np.int64)
-        for j, s in enumerate(starts.tolist()):
-            key = (e, int(a[s]), int(b[s]), want)
+        # one int64 per part: (context, pre, post, outcome, effects) in mixed radix
+        radix = (len(codec.ctxs), len(codec.pages), len(codec.pages), len(codec.outcomes),
+                 1 << len(codec.effect_names))
+        if np.prod([float(r) for r in radix]) >= 2.0 ** 62:
+            raise NotLocal("too many values to key a range call's parts")
+        k = C.astype(np.int64)[:, None]
+        for digits, r in ((R, radix[1]), (post, radix[2]), (oid[:, None], radix[3]), (effp, radix[4])):
+            k = k * r + digits
+        u, inv = np.unique(k.ravel(), return_inverse=True)
+        vals = np.empty(len(u), np.int64)
+        for j, x in enumerate(u.tolist()):
+            x, eff = divmod(x, radix[4])
+            x, o = divmod(x, radix[3])
+            x, q = divmod(x, radix[2])
+            cid, pre = divmod(x, radix[1])
+            key = (e, want, cid, pre, q, o, eff)
             bits = self.part_bits.get(key)
             if bits is None:
-                x, y = int(a[s]), int(b[s])
-                cid, pre, q = x >> 42, (x >> 21) & ((1 << 21) - 1), x & ((1 << 21) - 1)
-                o, eff = y >> 32, y & ((1 << 32) - 1)
                 ctx = codec.ctxs[cid]
                 t = Transition(ctx._replace(pages=(codec.pages[pre],) * n), ev, codec.outcomes[o],
                                ctx._replace(pages=(codec.pages[q],) * n), codec.effects_of(eff))
                 bits = self.part_bits[key] = self.judge(t, want)
             vals[j] = bits
-        per = np.empty(len(a), np.int64)
-        per[order] = np.repeat(vals, np.diff(np.append(starts, len(a))))
-        return np.bitwise_or.reduce(per.reshape(F, n), axis=1)
+        return np.bitwise_or.reduce(vals[inv].reshape(F, n), axis=1)
 
     # --- the batch --------------------------------------------------------------------------
 
@@ -617,11 +637,20 @@ class FastEngine(Engine):
             if tb is not None:
                 note_bits(tb if valid is None else np.where(valid, tb, 0),
                           lambda nz: nz[0] * A + acts[nz[1]])
-            fs, js = np.nonzero(moved)
-            if fs.size:
-                rows = R[fs].copy()
-                rows[np.arange(len(fs)), np.array(self.pos, np.int64)[acts[js]]] = new[fs, js]
-                keep(fs * A + acts[js], rows, C[fs])
+            page_pos = np.array([self.pos[a] for a in page_acts], np.int64)
+            for i in range(n):
+                cols = np.flatnonzero(page_pos == i)
+                fs, js = np.nonzero(moved[:, cols])
+                if not fs.size:
+                    continue
+                vals = new[fs, cols[js]]
+                if symmetric and n > 1:
+                    # R's rows are sorted: move the one new page into place
+                    rows = self.codec.replace_sorted(R[fs], i, vals)
+                else:
+                    rows = R[fs].copy()
+                    rows[:, i] = vals
+                parts.append((fs * A + acts[cols[js]], rows, C[fs]))
         for a in range(A):
             kind = self.kind[a]
             if kind == "page":

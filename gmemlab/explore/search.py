@@ -125,7 +125,7 @@ def search(spec: Spec, engine: str = "fast", progress: bool = False,
     x = Exploration(spec, engine=engine, backend=eng)
     show = Progress(progress)
     page_bits = (63 - CID_BITS) // n
-    shift = np.array([(n - 1 - j) * page_bits for j in range(n)], np.int64)
+    shift = [(n - 1 - j) * page_bits for j in range(n)]
     cshift = n * page_bits
     pmask = (1 << page_bits) - 1
 
@@ -133,7 +133,10 @@ def search(spec: Spec, engine: str = "fast", progress: bool = False,
         if len(codec.pages) > pmask + 1 or len(codec.ctxs) > (1 << CID_BITS):
             raise UsageError(f"{len(codec.pages):,} page values do not fit a state key at {n} pages: "
                              "use fewer pages")
-        return (c.astype(np.int64) << cshift) | np.bitwise_or.reduce(r.astype(np.int64) << shift, axis=1)
+        key = c.astype(np.int64) << cshift
+        for j in range(n):
+            key |= r[:, j].astype(np.int64) << shift[j]
+        return key
 
     # property name -> [property, always?, state bit or None, transition bit or None]
     judged: dict[str, list] = {}
@@ -191,7 +194,7 @@ def search(spec: Spec, engine: str = "fast", progress: bool = False,
         nnew = 0
         if len(ex.flat):
             k = key_of(ex.rows, ex.cids)
-            o = np.argsort(k, kind="stable")
+            o = np.argsort(k)
             ks = k[o]
             brk = np.empty(len(ks), bool)
             brk[0] = True

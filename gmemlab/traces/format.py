@@ -25,13 +25,12 @@ from collections.abc import Mapping
 from typing import Any, Iterable, Iterator
 
 from gmemlab.errors import InputError
+from gmemlab.model.vocab import PLATFORMS, SERIES  # the one registry
 from gmemlab.model.events import (ATTRIBUTE_FLAGS, COMMON, FIELDS, GMEM_FLAGS, MAX_U64,  # noqa: F401
                                   InvalidEvent, check_int, from_json, parse_value)
 
 FORMAT = "gmemlab-trace/1"
 # "default": KVM's default VM type with guest_memfd, what gmemlab kvm-run records on.
-PLATFORMS = ("sw_protected", "snp", "tdx", "default")
-SERIES = ("v5", "v7", "v8")
 SOURCES = ("emulated", "recorded", "scenario")
 # op -> (required fields, optional fields): the schema of gmemlab.model.events.
 OPS = FIELDS
@@ -104,6 +103,8 @@ def _keys(obj: Any) -> int:
     if type(obj) is dict:
         n = len(obj)
         obj = obj.values()
+    elif type(obj) is not list:
+        return 0        # a scalar: no keys (the reader then says it is no header or event)
     for v in obj:
         if type(v) is dict or type(v) is list:
             n += _keys(v)
