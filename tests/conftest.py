@@ -25,6 +25,25 @@ def root():
     return ROOT
 
 
+NO_KVM = "no /dev/kvm: the kernel oracle did not run"
+
+
+@pytest.fixture(scope="module")
+def kvm():
+    """The running kernel's KVM (gmemlab.kvm.runner.Kvm). Without /dev/kvm the test is
+    skipped, loudly (pytest_terminal_summary), or fails where GMEMLAB_REQUIRE_KVM is set
+    (as CI sets it)."""
+    from gmemlab.kvm.runner import Kvm, KvmUnavailable
+    try:
+        k = Kvm()
+    except KvmUnavailable as e:
+        if os.environ.get("GMEMLAB_REQUIRE_KVM"):
+            pytest.fail(f"{NO_KVM}: {e} (GMEMLAB_REQUIRE_KVM is set)")
+        pytest.skip(f"{NO_KVM} ({e})")
+    yield k
+    k.close()
+
+
 def pytest_terminal_summary(terminalreporter):
     """Say it loudly when tests/test_kvm.py and tests/test_kernel_view.py could not use
     /dev/kvm: their tests are then skipped, and the kernel was not the oracle of this run."""

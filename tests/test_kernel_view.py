@@ -17,28 +17,14 @@ from glob import glob
 import pytest
 
 from gmemlab.kvm.differential import judge
-from gmemlab.kvm.runner import Kvm, KvmUnavailable
 from gmemlab.render import kernel as K
 from gmemlab.traces.format import dumps, load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_KVM = "no /dev/kvm: the kernel oracle did not run"
 # The corpus of tests/test_kvm.py (test_corpus_on_the_kernel_agrees_with_the_model).
 CORPUS = sorted(glob(os.path.join(ROOT, "data", "traces", "*", "*.jsonl"))
                 + glob(os.path.join(ROOT, "data", "emulated", "*.jsonl")))
 NAMES = {os.path.relpath(p, ROOT) for p in CORPUS}
-
-
-@pytest.fixture(scope="module")
-def kvm():
-    try:
-        k = Kvm()
-    except KvmUnavailable as e:
-        if os.environ.get("GMEMLAB_REQUIRE_KVM"):
-            pytest.fail(f"{NO_KVM}: {e} (GMEMLAB_REQUIRE_KVM is set)")
-        pytest.skip(f"{NO_KVM} ({e})")
-    yield k
-    k.close()
 
 
 @pytest.fixture(scope="module")

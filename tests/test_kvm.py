@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from gmemlab.kvm import uapi as U
 from gmemlab.kvm.differential import PS, judge, make_event, outcome_key, random_events
-from gmemlab.kvm.runner import CODE_GPA, Kvm, KvmUnavailable, Machine, _ioctl, errname, run_events
+from gmemlab.kvm.runner import CODE_GPA, Machine, _ioctl, errname, run_events
 from gmemlab.model.state import Config, VmState
 from gmemlab.model.step import step
 from gmemlab.model.vocab import SERIES
@@ -45,21 +45,8 @@ from gmemlab.traces.format import dumps, load, loads
 from gmemlab.traces.replay import config_for, replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_KVM = "no /dev/kvm: the kernel oracle did not run"
 TOP = 1 << 63
 FUZZ_EXAMPLES = int(os.environ.get("GMEMLAB_KVM_FUZZ_EXAMPLES", "1000"))
-
-
-@pytest.fixture(scope="module")
-def kvm():
-    try:
-        k = Kvm()
-    except KvmUnavailable as e:
-        if os.environ.get("GMEMLAB_REQUIRE_KVM"):
-            pytest.fail(f"{NO_KVM}: {e} (GMEMLAB_REQUIRE_KVM is set)")
-        pytest.skip(f"{NO_KVM} ({e})")
-    yield k
-    k.close()
 
 
 def on_kernel_and_model(kvm, events, allow_stop=False):
