@@ -228,11 +228,12 @@ class Engine:
             out["rows"].append(r)
             out["cids"].append(c)
 
-    def _finish(self, parts: list[tuple], out: dict, F: int, A: int) -> Expansion:
+    def _finish(self, parts: list[tuple], out: dict, F: int, A: int,
+                invalid: np.ndarray | None = None) -> Expansion:
+        """The Expansion of the lookups' parts and of what _step_action collected in out."""
         flats = [p[0] for p in parts] + [np.array(out["flat"], np.int64)]
         rows = [p[1] for p in parts] + [np.array(out["rows"], np.int32).reshape(-1, self.n)]
         cids = [p[2] for p in parts] + [np.array(out["cids"], np.int32)]
-        invalid = out.get("invalid_mask")
         if out["invalid"]:
             if invalid is None:
                 invalid = np.zeros((F, A), bool)
@@ -679,12 +680,9 @@ class FastEngine(Engine):
             except NotLocal:
                 self.kind[a] = "step"
             self._step_action(a, R, C, want, A, symmetric, out)
-        if out["invalid"] and invalid is None:
-            invalid = np.zeros((F, A), bool)
-        out["invalid_mask"] = invalid
         # order does not matter to the driver (it sorts by (state, action)); only the
         # flat numbers do
-        return self._finish(parts, out, F, A)
+        return self._finish(parts, out, F, A, invalid)
 
     def state_bits(self, rows: np.ndarray, cids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(bits that hold on the context and on every page alone, bits that hold on some
