@@ -105,14 +105,26 @@ def _c():
     return _libc
 
 
+# How often a call interrupted by a signal (EINTR) is made again before the EINTR stands.
+EINTR_RETRIES = 100
+
+
 def _ioctl(fd: int, request: int, arg=0) -> int:
-    """ioctl(2): the return value, or -errno."""
+    """ioctl(2): the return value, or -errno. A call a signal interrupted (EINTR) is made
+    again, as a VMM would (CI saw KVM_CREATE_VM fail so once), except KVM_RUN, whose
+    EINTR the caller reads as an exit (immediate_exit)."""
     if isinstance(arg, int):
         p = ctypes.c_void_p(arg)
     else:
         p = ctypes.cast(ctypes.byref(arg), ctypes.c_void_p)
-    r = _c().ioctl(fd, request, p)
-    return -ctypes.get_errno() if r < 0 else r
+    for _ in range(EINTR_RETRIES):
+        r = _c().ioctl(fd, request, p)
+        if r >= 0:
+            return r
+        err = ctypes.get_errno()
+        if err != errno.EINTR or request == U.KVM_RUN:
+            break
+    return -err
 
 
 def _mmap(fd: int, length: int, offset: int = 0, shared: bool = True) -> int:
@@ -389,8 +401,11 @@ class Machine:
 
     def punch_hole(self, offset: int, size: int) -> dict:
         """fallocate(PUNCH_HOLE | KEEP_SIZE): offset and len are loff_t (signed)."""
-        r = _c().fallocate(self.gmem, U.FALLOC_FL_PUNCH_HOLE | U.FALLOC_FL_KEEP_SIZE,
-                           _signed(offset), _signed(size))
+        for _ in range(EINTR_RETRIES):   # a signal's EINTR is not the kernel's answer
+            r = _c().fallocate(self.gmem, U.FALLOC_FL_PUNCH_HOLE | U.FALLOC_FL_KEEP_SIZE,
+                               _signed(offset), _signed(size))
+            if r >= 0 or ctypes.get_errno() != errno.EINTR:
+                break
         return {"ret": errname(ctypes.get_errno()) if r < 0 else 0}
 
     # --- guest ----------------------------------------------------------------------------
