@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from gmemlab import __version__
@@ -112,10 +113,10 @@ def _load_variants(args) -> None:
         vocab.proposal(args.proposal)
 
 
-def _emit(text: str, out_path: str | None = None) -> None:
+def _emit(text: str, out_path: str | None = None, inputs: tuple = ()) -> None:
     if out_path:
         from gmemlab.fsutil import atomic_write
-        atomic_write(out_path, text)
+        atomic_write(out_path, text, inputs)
     else:
         sys.stdout.write(text)
 
@@ -134,17 +135,21 @@ def cmd_check_trace(args) -> int:
     path = args.file
     # Two streaming passes: the whole file is validated before anything is judged (an
     # unusable trace is exit 2 even when its first events would already diverge), and a
-    # guest-scale trace is never held in memory.
-    header = None
-    for item in iter_file(path):
-        header = header or item
-    try:
-        cfg = config_for(header, args.proposal, args.series, **_knobs(args))
-    except UsageError as e:
-        raise InputError(path, header["line"], str(e)) from None
-    events = iter_file(path)
-    next(events)
-    report = replay(cfg, events, path)
+    # guest-scale trace is never held in memory. FILE itself is read once: a pipe, a
+    # FIFO, /dev/stdin or "-" is spooled to a temporary file first (open_trace).
+    from gmemlab.traces.format import open_trace
+    with open_trace(path) as f:
+        header = None
+        for item in iter_file(f, path):
+            header = header or item
+        try:
+            cfg = config_for(header, args.proposal, args.series, **_knobs(args))
+        except UsageError as e:
+            raise InputError(path, header["line"], str(e)) from None
+        f.seek(0)
+        events = iter_file(f, path)
+        next(events)
+        report = replay(cfg, events, path)
     _emit(_json_text(report.to_json()) if args.json else check_report_text(report, header))
     return EXIT_OK if report.ok else EXIT_FAIL
 
@@ -154,13 +159,14 @@ def cmd_check_trace(args) -> int:
 def cmd_import(args) -> int:
     from gmemlab.traces.importers import run_import
 
-    try:
-        with open(args.file, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(args.file, 0, f"cannot read: {e.strerror}") from None
-    text, skipped = run_import(data, args.file, args.kind, args.platform)
-    _emit(text, args.output)
+    from gmemlab.traces.format import open_input
+
+    if args.output:
+        from gmemlab.fsutil import check_output
+        check_output(args.output, (args.file,))
+    with open_input(args.file) as f:  # read a line at a time, once (a pipe or FIFO too)
+        text, skipped = run_import(f, args.file, args.kind, args.platform)
+    _emit(text, args.output, (args.file,))
     if args.json:
         sys.stderr.write(_json_text({"skipped": dict(sorted(skipped.items()))}))
     elif skipped:
@@ -187,6 +193,12 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=vocab.ENGINES,
                    help="the explorer's engine: reference (step() on every transition), fast (the "
                         "table engine), or auto (fast where it applies); both find the same exploration")
+    p.add_argument("--timings", action="store_true",
+                   help="print how long each exploration took on stderr (the output itself has no "
+                        "timings: two runs give the same bytes)")
+    p.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
+                   help="refuse (exit 2) an exploration estimated beyond N states, and stop one that "
+                        "reaches N: what it found so far is reported, marked incomplete")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _knob_options(p)
 
@@ -208,11 +220,37 @@ def cmd_explore(args) -> int:
     from gmemlab.render.text import explore_text
 
     cfg = Config(proposal=args.proposal, platform=args.platform, series=args.series, **_knobs(args))
-    result = explore(cfg, _bounds(args), symmetry=not args.no_symmetry,
-                     progress=not args.json and sys.stderr.isatty(), engine=args.engine)
+    bounds = _bounds(args)
+    _check_estimate(args, [args.proposal])
+    result = explore(cfg, bounds, symmetry=not args.no_symmetry,
+                     progress=not args.json and sys.stderr.isatty(), engine=args.engine,
+                     max_states=args.max_states)
     _emit(_json_text(result.to_json()) if args.json else explore_text(result))
+    broken = not all(result.holds(n) for n in INVARIANT_NAMES)
+    if args.timings:
+        print(f"gmemlab explore: {result.seconds:.3f} s", file=sys.stderr)
+    if result.incomplete:
+        print(f"gmemlab explore: incomplete: {len(result.states):,} states explored, stopped at "
+              f"--max-states {args.max_states:,}; " + ("the broken invariants reported are real"
+              if broken else "nothing concluded: raise --max-states or use fewer pages"), file=sys.stderr)
+        return EXIT_FAIL if broken else EXIT_INPUT
     # 1: an invariant breaks (the counterexample is in the output), as check-trace does
-    return EXIT_OK if all(result.holds(n) for n in INVARIANT_NAMES) else EXIT_FAIL
+    return EXIT_FAIL if broken else EXIT_OK
+
+
+def _check_estimate(args, proposals) -> None:
+    """Refuse, before any work, an exploration estimated beyond --max-states."""
+    from gmemlab.explore.estimate import describe, estimate_states
+    if args.max_states < 1:
+        raise UsageError(f"--max-states must be >= 1, got {args.max_states}")
+    symmetry = not args.no_symmetry and args.ranges != "all"
+    for name in proposals:
+        est = estimate_states(name, args.platform, args.series, args.pages, symmetry=symmetry,
+                              processes=args.processes)
+        if est > args.max_states:
+            raise UsageError(f"{name}/{args.platform}/{args.series} at {args.pages} page(s) is estimated at "
+                             f"{describe(est)}, beyond --max-states {args.max_states:,}: use fewer pages "
+                             "(or processes), or raise --max-states if the machine can take it")
 
 
 def cmd_compare(args) -> int:
@@ -221,10 +259,19 @@ def cmd_compare(args) -> int:
 
     # Every proposal known: the built-ins, then the variants --variants loaded. A broken
     # invariant is the comparison's content, not a failure: exit 0 unless input is bad.
-    table = compare(args.platform, args.series, _bounds(args), knobs=_knobs(args),
+    bounds = _bounds(args)
+    _check_estimate(args, vocab.proposal_names())
+    table = compare(args.platform, args.series, bounds, knobs=_knobs(args),
                     symmetry=not args.no_symmetry,
                     progress=not args.json and sys.stderr.isatty(),
-                    proposals=vocab.proposal_names(), engine=args.engine)
+                    proposals=vocab.proposal_names(), engine=args.engine, max_states=args.max_states)
+    if args.timings:
+        for c in table.columns:
+            print(f"gmemlab compare: {c.proposal}: {c.exploration.seconds:.3f} s", file=sys.stderr)
+    short = [c.proposal for c in table.columns if c.exploration.incomplete]
+    if short:
+        raise UsageError(f"incomplete: {', '.join(short)} reached --max-states {args.max_states:,}; "
+                         "raise --max-states or use fewer pages")
     _emit(_json_text(table.to_json()) if args.json else compare_text(table))
     return EXIT_OK
 
@@ -239,7 +286,7 @@ def cmd_emulate(args) -> int:
     first = next(lines)  # the arguments are checked before anything is written
     if args.output:
         from gmemlab.fsutil import atomic_open
-        with atomic_open(args.output) as f:
+        with atomic_open(args.output, (args.scenario,)) as f:
             f.write(first)
             f.writelines(lines)
     else:
@@ -278,8 +325,12 @@ def cmd_sweep(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     engine = "dask" if args.scheduler else ("serial" if args.workers == 1 else "processes")
+    from gmemlab.sweep import check_budget
+    print(check_budget(points, args.workers or min(len(points), os.cpu_count() or 1), args.yes),
+          file=sys.stderr)
     t0 = time.monotonic()
-    result = sweep(points, engine=engine, workers=args.workers, scheduler=args.scheduler)
+    result = sweep(points, engine=engine, workers=args.workers, scheduler=args.scheduler,
+                   connect_timeout=args.connect_timeout)
     _emit(_json_text(result.to_json()) if args.json else table_text(result), args.output)
     if not args.json:
         print(f"gmemlab sweep: {len(points)} point(s) on {engine} in {time.monotonic() - t0:.1f} s",
@@ -392,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, help="process pool size (default: one per core; 1 runs in-process)")
     sw.add_argument("--scheduler", metavar="ADDRESS",
                     help="run on this Dask distributed scheduler (tcp://HOST:PORT; needs gmemlab[sweep])")
+    sw.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="with --scheduler: one deadline for connecting and the handshake (exit 2 past it)")
+    sw.add_argument("--yes", action="store_true",
+                    help="run a matrix estimated over the budget (300 s of wall clock) without asking")
     sw.add_argument("--json", action="store_true", help="print JSON instead of the table")
     sw.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
     _knob_options(sw, "; a knob given here is on in every knob set of --knobs")
@@ -417,7 +472,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temporary files are removed on the
+    way out (fsutil.atomic_open); exit 130 like an interrupt (docs/cli.md)."""
+
+
+def _on_sigterm(main_pid: int):
+    def handler(signum, frame):
+        if os.getpid() != main_pid:  # a forked worker: die as SIGTERM asks
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise _Terminated()
+    return handler
+
+
+def _safe_stdout() -> None:
+    """A path that is not UTF-8 (decoded with surrogateescape) must not crash text
+    output on a strict UTF-8 stdout: print it with backslash escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not sys.__stdout__ and stream is not sys.__stderr__:
+            continue  # not the process's own streams (a test's capture): leave them alone
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
+    try:
+        _safe_stdout()
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         _preload_variants(argv)

@@ -25,3 +25,17 @@ class InputError(GmemlabError):
         self.line = line
         self.problem = problem
         super().__init__(f"{self.path}:{line}: {problem}")
+
+
+class OutputError(GmemlabError):
+    """An output that cannot be written (or must not be: it is the input): names the
+    path and the problem, with the errno when the system refused.
+
+    >>> str(OutputError("out.jsonl", "cannot write (ENOSPC: No space left on device)"))
+    'out.jsonl: cannot write (ENOSPC: No space left on device)'
+    """
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

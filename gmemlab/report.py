@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -89,13 +90,37 @@ def clean(nb) -> None:
                                     if not line.startswith("results_path"))
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+    for i, cell in enumerate(nb.cells):   # nbformat's cell ids are random
+        if "id" in cell:
+            cell["id"] = f"cell-{i}"
+
+
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_MODEL_ID = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])")   # also in IPY_MODEL_<id>
+
+
+def stable_ids(html: str, model_ids) -> str:
+    """The same page for the same notebook: the random uuid4s nbconvert gives each widget
+    output's div, and the widget model ids ipywidgets makes up, renumbered in order of
+    first appearance (a model id is renamed only where it is one of ``model_ids``)."""
+    names: dict[str, str] = {}
+
+    def uuid_(m):
+        return names.setdefault(m.group(0), f"00000000-0000-4000-8000-{len(names):012x}")
+    known = set(model_ids)
+
+    def model(m):
+        t = m.group(0)
+        return names.setdefault(t, f"{len(names):032x}") if t in known else t
+    return _MODEL_ID.sub(model, _UUID.sub(uuid_, html))
 
 
 def to_html(nb) -> str:
     """The executed notebook as one HTML page (JupyterLab look, widget state embedded)."""
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    return body
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return stable_ids(body, state.get("state", {}).keys())
 
 
 def _index(out_names: list[str], config: dict) -> str:

@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 
 from gmemlab.errors import UsageError
@@ -31,7 +35,7 @@ from gmemlab.model.state import Config
 from gmemlab.model.vocab import KNOBS, MAX_PAGES
 
 ENGINES = ("processes", "serial", "dask")
-CONNECT_TIMEOUT = "10s"   # how long to wait for a Dask scheduler
+CONNECT_TIMEOUT = 10.0    # seconds: one deadline for reaching a Dask scheduler (connect + handshake)
 
 
 class MissingExtra(UsageError, ImportError):
@@ -130,12 +134,47 @@ def run_point(point: Point) -> dict:
     cfg = Config(proposal=point.proposal, platform=point.platform, series=point.series,
                  **{k: True for k in point.knobs})
     x = explore(cfg, Bounds(pages=point.pages))
+    if x.incomplete:
+        raise UsageError(f"point {point.label()}: more than {len(x.states):,} states, beyond what one "
+                         "exploration takes: use fewer pages")
     return {"proposal": point.proposal, "platform": point.platform, "series": point.series,
             "pages": point.pages, "knobs": list(point.knobs),
             "states": len(x.states), "transitions": x.transitions,
             "broken": [n for n in INVARIANT_NAMES if not x.holds(n)],
             "unreached": [p.name for p in SOMETIMES if p.name not in x.witnesses],
             "calls_to_launch": calls_to_launch(x)[0]}
+
+
+BUDGET_SECONDS = 300      # a sweep estimated beyond this (wall clock) asks for --yes
+MAX_POINT_STATES = 5_000_000   # what one point's explore() takes (its default max_states)
+
+
+def estimate(points: list[Point], workers: int) -> tuple[int, float]:
+    """(estimated states of the largest point, estimated wall-clock seconds on workers),
+    from gmemlab.explore.estimate, before any work."""
+    from gmemlab.explore.estimate import SECONDS_PER_STATE, estimate_states
+    per = [estimate_states(p.proposal, p.platform, p.series, p.pages) for p in points]
+    busy = sum(per) * SECONDS_PER_STATE
+    return max(per), max(busy / max(1, workers), max(per) * SECONDS_PER_STATE)
+
+
+def check_budget(points: list[Point], workers: int, yes: bool, budget: float = BUDGET_SECONDS) -> str:
+    """The line announcing the work (for stderr); a UsageError when a point cannot be
+    explored, or when the whole is over budget and ``yes`` was not given."""
+    from gmemlab.explore.estimate import describe, estimate_states
+    for p in points:
+        est = estimate_states(p.proposal, p.platform, p.series, p.pages)
+        if est > MAX_POINT_STATES and not yes:
+            raise UsageError(f"point {p.label()} is estimated at {describe(est)}, beyond the "
+                             f"{MAX_POINT_STATES:,} states one exploration takes: use fewer pages "
+                             "(or pass --yes to try: such a point fails if it goes beyond)")
+    biggest, secs = estimate(points, workers)
+    line = (f"gmemlab sweep: {len(points)} point(s) x up to {biggest:,} states each: "
+            f"about {secs:,.0f} s on {workers} worker(s)")
+    if secs > budget and not yes:
+        raise UsageError(f"{line[len('gmemlab sweep: '):]}, over the budget of {budget:,.0f} s: "
+                         "narrow the matrix, or pass --yes to run it anyway")
+    return line
 
 
 @dataclass
@@ -148,7 +187,7 @@ class SweepResult:
 
 
 def sweep(points: list[Point], engine: str = "processes", workers: int | None = None,
-          scheduler: str | None = None) -> SweepResult:
+          scheduler: str | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> SweepResult:
     """Run every point on the chosen engine; results sorted by point."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
@@ -162,33 +201,128 @@ def sweep(points: list[Point], engine: str = "processes", workers: int | None = 
     elif engine == "processes":
         results = _run_processes(points, workers)
     else:
-        results = _run_dask(points, scheduler)
+        results = _run_dask(points, scheduler, connect_timeout)
     return SweepResult(points, results)
 
 
+def _worker_init(parent: int) -> None:
+    """In each pool worker: leave Ctrl-C to the parent (it stops the pool), and die with
+    the parent (PR_SET_PDEATHSIG on Linux; elsewhere a thread watching getppid)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:   # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as an interruption (exit 130)."""
+
+
 def _run_processes(points: list[Point], workers: int | None) -> list[dict]:
-    from concurrent.futures import ProcessPoolExecutor
+    """On a pool of worker processes. SIGINT or SIGTERM stops it at once: every worker
+    is killed (no queued point runs) and KeyboardInterrupt propagates."""
+    import multiprocessing
 
     workers = workers or min(len(points), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run_point, points))
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise _Terminated()
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    pool = None
+    try:
+        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(os.getpid(),))
+        pending = pool.map_async(run_point, points, chunksize=1)
+        while True:   # a bounded wait, so that a signal is seen promptly
+            try:
+                results = pending.get(0.2)
+                break
+            except multiprocessing.TimeoutError:
+                continue
+        pool.close()
+        pool.join()
+        return results
+    finally:
+        if pool is not None:
+            pool.terminate()   # a no-op once joined; on an interruption it kills the workers
+            pool.join()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
-def _run_dask(points: list[Point], scheduler: str) -> list[dict]:
+def _run_dask(points: list[Point], scheduler: str, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
     try:
         from distributed import Client
     except ImportError as e:
         raise MissingExtra("the dask engine needs the 'sweep' extra: pip install 'gmemlab[sweep]' "
                            f"(dask[distributed]); {e}") from None
-    try:
-        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
+    client = _connect(Client, scheduler, connect_timeout)
     try:
         futures = client.map(run_point, points, pure=False)
         return client.gather(futures)
     finally:
         client.close()
+
+
+def _connect(Client, scheduler: str, timeout: float):
+    """A Client of the scheduler, within one deadline for the TCP connection and the
+    handshake; every failure (refused, silent peer, garbage, not a scheduler) is a
+    UsageError naming the address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = f"cannot reach the Dask scheduler at {scheduler!r}"
+    if not timeout > 0:
+        raise UsageError(f"--connect-timeout must be > 0, got {timeout}")
+    addr = scheduler if "://" in scheduler else "tcp://" + scheduler
+    u = urlsplit(addr)
+    try:
+        host, port = u.hostname, u.port
+    except ValueError as e:
+        raise UsageError(f"{where}: {e}") from None
+    if u.scheme not in ("tcp", "tls") or not host or port is None:
+        raise UsageError(f"{where}: expected tcp://HOST:PORT")
+    deadline = time.monotonic() + timeout
+    try:   # fail fast (and clearly) when nothing listens
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise UsageError(f"{where}: {e.strerror or e}") from None
+    box: dict = {}
+
+    def attempt():
+        try:
+            box["client"] = Client(addr, timeout=max(0.5, deadline - time.monotonic()))
+        except BaseException as e:  # noqa: BLE001 - reported below as a UsageError
+            box["error"] = e
+    t = threading.Thread(target=attempt, name="gmemlab-dask-connect", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
+    if t.is_alive() or "client" not in box:
+        err = box.get("error")
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        why = (f"no answer within {timeout:g} s (is it a Dask scheduler?)" if err is None
+               else f"{detail}" if isinstance(err, (OSError, TimeoutError))
+               else f"the peer does not speak the Dask protocol ({detail})")
+        if len(why) > 300:
+            why = why[:300] + "..."
+        raise UsageError(f"{where}: {why}")
+    return box["client"]
 
 
 def table_text(r: SweepResult) -> str:

@@ -120,7 +120,7 @@ class Column:
                            "counterexample_length": None if cx is None else len(cx),
                            "vacuous": p.pair not in x.witnesses}
         return {"proposal": self.proposal, "states": len(x.states), "transitions": x.transitions,
-                "seconds": round(x.seconds, 3), "invariants": inv,
+                "invariants": inv,
                 "calls_to_launch": self.calls_to_launch, "huge_folio_kept": huge_folio_kept(x),
                 "error_channels": self.errors}
 
@@ -141,7 +141,7 @@ class Comparison:
 
 def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds(),
             knobs: dict | None = None, symmetry: bool = True, progress: bool = False,
-            proposals: tuple = PROPOSALS, engine: str = "auto") -> Comparison:
+            proposals: tuple = PROPOSALS, engine: str = "auto", max_states: int = 5_000_000) -> Comparison:
     """Explore each proposal on the same configuration.
 
     >>> t = compare("snp", "v8", Bounds(pages=1))
@@ -152,7 +152,7 @@ def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds()
     table = Comparison(platform, series, bounds, knobs)
     for name in proposals:
         cfg = Config(proposal=name, platform=platform, series=series, **knobs)
-        x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine)
+        x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine, max_states=max_states)
         n, path = calls_to_launch(x)
         table.columns.append(Column(name, x, n, path, error_channels(x)))
     return table

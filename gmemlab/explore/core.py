@@ -95,6 +95,7 @@ class Exploration:
     witnesses: dict = field(default_factory=dict)         # sometimes name -> Discovery
     stuck: int | None = None                              # first state that cannot reach the goal
     seconds: float = 0.0
+    incomplete: bool = False                              # stopped at max_states: only what was found counts
     backend: object = None                                # the engine object (outcomes on request)
 
     # The Spec's parts, under the names the readers use.
@@ -190,12 +191,15 @@ class Exploration:
         inv = {}
         for p in ALWAYS:
             cx = self.counterexample(p.name)
+            if cx is None and self.incomplete:
+                continue   # not found yet is not "holds"
             inv[p.name] = {"holds": cx is None,
                            "counterexample": None if cx is None else [event_json(e) for e in cx]}
         wit = {p.name: (self.witnesses.get(p.name) is not None) for p in SOMETIMES}
         cfg = self.config
+        done = {} if not self.incomplete else {"complete": False}
         return {"states": len(self.states), "transitions": self.transitions, "depth": self.max_depth,
-                "invariants": inv, "sometimes": wit,
+                **done, "invariants": inv, "sometimes": wit,
                 "config": {"proposal": cfg.proposal, "platform": cfg.platform, "series": cfg.series,
                            "pages": self.bounds.pages, "symmetry": self.symmetry, "knobs": cfg.knobs}}
 

@@ -259,14 +259,18 @@ def search(spec: Spec, engine: str = "fast", progress: bool = False,
                 book(always)[name] = Discovery(head + t // A, t % A)
         head += F
         show(rows.n, rows.n - head, int(depth.view[head - 1]))
-        if rows.n > max_states:
-            raise UsageError(f"more than {max_states:,} states: use fewer pages or processes")
+        if rows.n > max_states and head < rows.n:
+            # End cleanly with what was found: the discoveries so far are real, but what
+            # was not expanded decides nothing (no "holds", no stuck state).
+            x.incomplete = True
+            break
 
     x.states = States(codec, rows.view, cids.view)
     x.parent = Parents(par.view, pact.view)
     x.depth = _int32_array(depth.view)
     x.src, x.dst, x.act = src_out, dst_out, act_out
-    x.stuck = first_stuck(outdeg.view, np.frombuffer(dst_out, np.int32), goal.view.copy())
+    x.stuck = None if x.incomplete else first_stuck(outdeg.view, np.frombuffer(dst_out, np.int32),
+                                                    goal.view.copy())
     show(rows.n, 0, x.max_depth, force=True)
     show.done()
     x.seconds = time.monotonic() - t0

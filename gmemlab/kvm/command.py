@@ -49,6 +49,9 @@ def run(args) -> int:
     from gmemlab.traces.format import load
 
     path = args.file
+    if args.output:  # refused before anything runs: the input itself, a directory, read-only
+        from gmemlab.fsutil import check_output
+        check_output(args.output, (path,))
     header, events = load(path)  # the whole file is checked before anything runs
     if header["page_size"] != PAGE_SIZE:
         raise InputError(path, header["line"], f"page_size {header['page_size']} is not the running "
@@ -63,7 +66,7 @@ def run(args) -> int:
     text = recorded_text(out_header, rec)
     if args.output:
         from gmemlab.fsutil import atomic_write
-        atomic_write(args.output, text)
+        atomic_write(args.output, text, (path,))
     elif not args.json:
         sys.stdout.write(text)
     if args.json:

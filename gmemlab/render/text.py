@@ -92,8 +92,12 @@ def explore_text(x) -> str:
     cfg, b = x.config, x.bounds
     out = [f"{cfg.label()}, {b.pages} page(s), symmetry {'on' if x.symmetry else 'off'}",
            f"{len(x.states):,} states, {x.transitions:,} transitions, {x.seconds:.2f} s"]
+    if getattr(x, "incomplete", False):
+        out.append("INCOMPLETE: stopped at --max-states; only the invariants found broken are listed")
     for p in ALWAYS:
         cx = x.counterexample(p.name)
+        if cx is None and getattr(x, "incomplete", False):
+            continue
         if cx is None:
             note = "" if p.pair in x.witnesses else f" (vacuous: never {p.pair.replace('_', ' ')})"
             out.append(f"  holds   {p.name}{note}")

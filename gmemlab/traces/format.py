@@ -20,8 +20,13 @@ event_json is the one way to write an event out.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+import sys
+import tempfile
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from gmemlab.errors import InputError
@@ -30,6 +35,11 @@ from gmemlab.model.events import (ATTRIBUTE_FLAGS, COMMON, FIELDS, GMEM_FLAGS, M
                                   InvalidEvent, check_int, from_json, parse_value)
 
 FORMAT = "gmemlab-trace/1"
+# The longest line read (bytes, without its newline): longer is "FILE:LINE: line longer
+# than MAX_LINE bytes", so that /dev/zero or a file with no newline cannot exhaust memory.
+MAX_LINE = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+BOM_PROBLEM = "starts with a UTF-8 byte order mark; save without BOM"
 # "default": KVM's default VM type with guest_memfd, what gmemlab kvm-run records on.
 SOURCES = ("emulated", "recorded", "scenario")
 # op -> (required fields, optional fields): the schema of gmemlab.model.events.
@@ -122,6 +132,10 @@ def _json(text: str) -> Any:
         return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise _Bad(f"not JSON: {e.msg} at column {e.colno}") from None
+    except _Bad:
+        raise
+    except ValueError as e:  # an integer of more digits than int() converts (sys.int_info)
+        raise _Bad(f"number too long: {e}".split(";")[0]) from None
     except RecursionError:
         raise _Bad("not JSON: nested too deeply") from None
 
@@ -130,17 +144,25 @@ def iter_lines(data: Any, path: str) -> Iterator[tuple[int, str]]:
     """Numbered text lines of a file's bytes (or a binary file, read a line at a time);
     refuses what is not UTF-8 text."""
     if not isinstance(data, (bytes, str)):
-        raws: Iterable[bytes] = (raw[:-1] if raw.endswith(b"\n") else raw for raw in data)
+        raws: Iterable[bytes] = _read_lines(data, path)
     elif isinstance(data, bytes):
         raws = data.split(b"\n")
     if isinstance(data, str):
         lines: Iterable[Any] = data.split("\n")
         for n, line in enumerate(lines, 1):
+            if n == 1 and line.startswith("\ufeff"):
+                raise InputError(path, 1, BOM_PROBLEM)
+            if len(line) > MAX_LINE:
+                raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
             if "\x00" in line:
                 raise InputError(path, n, "binary data (NUL byte): not a text file")
             yield n, line.rstrip("\r")
         return
     for n, raw in enumerate(raws, 1):
+        if n == 1 and raw.startswith(_BOM):
+            raise InputError(path, 1, BOM_PROBLEM)
+        if len(raw) > MAX_LINE:
+            raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
         if b"\x00" in raw:
             raise InputError(path, n, "binary data (NUL byte): not a text file")
         try:
@@ -148,6 +170,22 @@ def iter_lines(data: Any, path: str) -> Iterator[tuple[int, str]]:
         except UnicodeDecodeError as e:
             raise InputError(path, n, f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
         yield n, line.rstrip("\r")
+
+
+def _read_lines(f: Any, path: str) -> Iterator[bytes]:
+    """The lines of a binary file, without their newline, none longer than MAX_LINE
+    (a longer one is an InputError before it is held in memory)."""
+    n = 0
+    while True:
+        raw = f.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        n += 1
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        elif len(raw) > MAX_LINE:
+            raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
+        yield raw
 
 
 def iter_events(data: Any, path: str = "<trace>") -> Iterator[Any]:
@@ -182,25 +220,69 @@ def loads(data: bytes | str, path: str = "<trace>") -> tuple[dict, list[dict]]:
     return header, list(it)
 
 
-def iter_file(path: str) -> Iterator[Any]:
-    """iter_events over the file at path, read a line at a time: a guest-scale trace
-    is never held in memory."""
+def iter_file(src: Any, path: str | None = None) -> Iterator[Any]:
+    """iter_events over the file at src (a path, or an open binary file whose name is
+    path), read a line at a time: a guest-scale trace is never held in memory."""
+    if not isinstance(src, (str, bytes, os.PathLike)):
+        yield from iter_events(src, str(path if path is not None else getattr(src, "name", "<trace>")))
+        return
+    with open_input(src) as f:
+        yield from iter_events(f, str(src) if path is None else path)
+
+
+def _cannot_read(path: Any, e: OSError) -> InputError:
+    return InputError(path, 0, f"cannot read: {e.strerror or e}")
+
+
+@contextmanager
+def open_input(path: Any) -> Iterator[Any]:
+    """The file at path opened for binary reading; "-" is standard input. An OSError
+    is an InputError naming the file (line 0)."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
     try:
         f = open(path, "rb")
     except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
+        raise _cannot_read(path, e) from None
     with f:
-        yield from iter_events(f, path)
+        try:
+            yield f
+        except OSError as e:
+            if e.filename not in (None, path):
+                raise
+            raise _cannot_read(path, e) from None
+
+
+@contextmanager
+def open_trace(path: Any) -> Iterator[Any]:
+    """The file at path as a seekable binary file, read from the source once: a regular
+    file is opened; a pipe, a FIFO, a character device, /dev/stdin or "-" (standard
+    input) is first copied to a temporary file, a line at a time, each line at most
+    MAX_LINE bytes (a longer one is an InputError, so /dev/zero ends at once)."""
+    with open_input(path) as src:
+        try:
+            regular = stat.S_ISREG(os.fstat(src.fileno()).st_mode) and src.seekable()
+        except (OSError, ValueError, AttributeError):
+            regular = False
+        if regular:
+            yield src
+            return
+        with tempfile.TemporaryFile(prefix="gmemlab-spool-") as spool:
+            try:
+                for raw in _read_lines(src, str(path)):
+                    spool.write(raw)
+                    spool.write(b"\n")
+            except OSError as e:
+                raise _cannot_read(path, e) from None
+            spool.seek(0)
+            yield spool
 
 
 def load(path: str) -> tuple[dict, list[dict]]:
     """Read and parse the trace file at path."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(path, 0, f"cannot read: {e.strerror}") from None
-    return loads(data, path)
+    with open_input(path) as f:
+        return loads(f, path)
 
 
 # --- writing ----------------------------------------------------------------------

@@ -87,8 +87,12 @@ def finish_skipped(counts: dict[str, int]) -> dict[str, int]:
     return {k: counts[k] for k in sorted(counts)}
 
 
-def run_import(data: bytes, path: str, kind: str, platform: str = "snp") -> tuple[str, dict[str, int]]:
+def run_import(data: Any, path: str, kind: str, platform: str = "snp") -> tuple[str, dict[str, int]]:
     """Convert a recording to gmemlab-trace/1 text; also return {skipped event: count}.
+
+    data is the recording's bytes, its text, or a binary file open for reading, which is
+    read a line at a time (gmemlab import passes the file: a large recording is never
+    held in memory whole, only the events converted from it).
 
     kind is "qemu" or "ftrace". Raises InputError (file, line, problem) for unusable
     input and UsageError for an unknown kind or platform. The same bytes always give

@@ -72,13 +72,21 @@ KVM_MEMORY_ATTRIBUTE_PRIVATE = 0x8   # include/uapi/linux/kvm.h, (1ULL << 3)
 KVM_HC_MAP_GPA_RANGE = 0xC           # include/uapi/linux/kvm_para.h, 12
 KVM_MAP_GPA_RANGE_ENCRYPTED = 0x10   # include/uapi/linux/kvm_para.h, ENC_STAT(1) = 1 << 4
 
-_TAIL = (r"(?P<ts>\d{1,12}(?:\.\d{1,12})?):\s+(?:(?P<system>\w+):)?(?P<event>\w+):"
-         r"(?:\s+(?P<args>.*))?\Z")
+# Linear time on any line (a line of 200k spaces, digits or punctuation included): every
+# quantifier before the event is bounded (a comm is at most 15 characters in the kernel,
+# TASK_COMM_LEN; 64 allows for "<...>" and padding), so the lazy comm and the spaces
+# around it cannot backtrack against each other over the whole line; the rest is
+# possessive or between disjoint classes. MAX_PREFIX is the longest prefix read.
+_COMM = r"(?P<comm>.{0,64}?)"
+_SP = r"\s{1,32}+"
+_TAIL = (r"(?P<ts>\d{1,12}+(?:\.\d{1,12}+)?):\s++(?:(?P<system>\w{1,128}+):)?(?P<event>\w{1,128}+):"
+         r"(?:\s++(?P<args>.*))?\Z")
 _TRACE_CMD = re.compile(
-    r"\s*(?P<comm>.*?)-(?P<pid>\d{1,10})\s+(?:\(\s*(?:\d{1,10}|-+)\)\s+)?\[(?P<cpu>\d{1,5})\]\s+"
-    r"(?:[^\s\[\]]{1,8}\s+)?" + _TAIL)
+    r"\s{0,64}+" + _COMM + r"-(?P<pid>\d{1,10}+)" + _SP + r"(?:\(\s{0,16}+(?:\d{1,10}+|-{1,16}+)\)" + _SP
+    + r")?\[(?P<cpu>\d{1,5}+)\]" + _SP + r"(?:[^\s\[\]]{1,8}+" + _SP + r")?" + _TAIL)
 _PERF_SCRIPT = re.compile(
-    r"\s*(?P<comm>.*?)\s+(?P<pid>\d{1,10})(?:/\d{1,10})?\s+\[(?P<cpu>\d{1,5})\]\s+" + _TAIL)
+    r"\s{0,64}+" + _COMM + _SP + r"(?P<pid>\d{1,10}+)(?:/\d{1,10}+)?" + _SP + r"\[(?P<cpu>\d{1,5}+)\]"
+    + _SP + _TAIL)
 _IGNORED = re.compile(r"#.*|cpus=\d+|version = \S+|CPU \d+ is empty")
 _LOST = re.compile(r"CPU:\s*\d+ \[(?:LOST (\d{1,20}) EVENTS|(\d{1,20}) EVENTS DROPPED)\]")
 

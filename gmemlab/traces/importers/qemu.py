@@ -255,8 +255,18 @@ class _Translator:
     def apply(self, as_id: int, slot: Slot) -> None:
         if slot.size == 0:
             self.slots.pop((as_id, slot.number), None)  # size 0 deletes the slot
-        else:
-            self.slots[(as_id, slot.number)] = slot
+            return
+        # KVM refuses a memslot overlapping another of its address space (EEXIST,
+        # kvm_set_memory_region): a recording that shows one succeed contradicts itself.
+        for (a, number), other in self.slots.items():
+            if a == as_id and number != slot.number and \
+                    other.gpa < slot.gpa + slot.size and slot.gpa < other.gpa + other.size:
+                raise InputError(self.path, slot.line,
+                                 f"kvm_set_user_memory: memslot #{slot.number} (gpa {slot.gpa:#x}"
+                                 f"+{slot.size:#x}) overlaps memslot #{other.number} of line {other.line}"
+                                 f" (gpa {other.gpa:#x}+{other.size:#x}) in address space {as_id}:"
+                                 " KVM refuses overlapping memslots")
+        self.slots[(as_id, slot.number)] = slot
 
     def _visible(self) -> list[Slot]:
         # Memory attributes are per VM and QEMU converts in the system address space
