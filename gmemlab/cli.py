@@ -500,6 +500,17 @@ def _safe_stdout() -> None:
                 pass
 
 
+def _drop_stdout() -> None:
+    """After stdout failed, point it at /dev/null so the interpreter's final flush does
+    not fail again (Python would then exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     import threading
 
@@ -520,7 +531,9 @@ def _main(argv: list[str] | None = None) -> int:
         _preload_variants(argv)
         args = build_parser().parse_args(argv)
         _load_variants(args)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()      # a full disk behind stdout is reported here, not at exit
+        return code
     except GmemlabError as e:
         print(f"gmemlab: {e}" if isinstance(e, UsageError) and not str(e).startswith("gmemlab") else str(e),
               file=sys.stderr)
@@ -529,7 +542,16 @@ def _main(argv: list[str] | None = None) -> int:
         print("gmemlab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _drop_stdout()
         return EXIT_OK
+    except OSError as e:
+        # Reading an input or writing stdout failed (ENOSPC, EIO, ...): the file and the
+        # errno, exit 2, like any unusable input or output.
+        name = e.filename if e.filename is not None else "stdout"
+        print(f"gmemlab: {name}: {e.strerror or e}", file=sys.stderr)
+        if e.filename is None:
+            _drop_stdout()
+        return EXIT_INPUT
     except Exception as e:  # pragma: no cover - a bug: one line, not a traceback
         if os.environ.get("GMEMLAB_DEBUG"):
             raise
