@@ -55,16 +55,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _workers(pid: int) -> set[int]:
+    """The sweep's worker processes, once at least two have started (10 s at most)."""
+    kids: set[int] = set()
+    t_end = time.monotonic() + 10
+    while time.monotonic() < t_end and len(kids) < 2:
+        time.sleep(0.1)
+        kids |= _children(pid)
+    return kids
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and signals as on Linux")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_sweep_stops_on_a_signal_with_no_worker_left(sig):
     p = subprocess.Popen(CLI + SLOW, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        kids: set[int] = set()
-        t_end = time.monotonic() + 10
-        while time.monotonic() < t_end and len(kids) < 2:
-            time.sleep(0.1)
-            kids |= _children(p.pid)
+        kids = _workers(p.pid)
         assert kids, "the sweep started no worker"
         time.sleep(1.0)
         kids |= _children(p.pid)
@@ -88,11 +94,7 @@ def test_sweep_stops_on_a_signal_with_no_worker_left(sig):
 def test_workers_die_with_their_parent():
     p = subprocess.Popen(CLI + SLOW, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        kids: set[int] = set()
-        t_end = time.monotonic() + 10
-        while time.monotonic() < t_end and len(kids) < 2:
-            time.sleep(0.1)
-            kids |= _children(p.pid)
+        kids = _workers(p.pid)
         assert kids
         p.kill()   # SIGKILL: the parent cannot clean up
         p.wait()
