@@ -393,3 +393,27 @@ def test_importers_convert_hostile_lines_quickly():
             except Exception as e:  # an InputError naming the line, never another exception
                 assert type(e).__name__ == "InputError", repr(e)
             assert time.monotonic() - t0 < 2
+
+
+def test_the_conformance_view_reads_only_its_own_manifests(tmp_path):
+    # A manifest with a non-string verdict records nothing (it crashed notebook 04's view);
+    # a manifest.json further up than the folder above is not the trace's.
+    import json
+    import shutil
+    from gmemlab.errors import InputError
+    from gmemlab.render import views
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "data", "traces", "selftests", "truncate.jsonl")
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    shutil.copy(src, deep / "t.jsonl")
+    (tmp_path / "manifest.json").write_text(json.dumps({"a/b/c/t.jsonl": {"private-first": "violates"}}))
+    (deep / "manifest.json").write_text(json.dumps({"t.jsonl": {"private-first": 7}}))
+    c = views.conformance([str(deep / "t.jsonl")])
+    assert [r.expected for r in c.results] == [None]
+    (deep / "manifest.json").unlink()
+    c = views.conformance([str(deep / "t.jsonl")])
+    assert [r.expected for r in c.results] == [None]      # the one at tmp_path is too far up
+    (deep / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a manifest"):
+        views.conformance([str(deep / "t.jsonl")])

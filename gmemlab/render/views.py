@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gmemlab.errors import InputError
 from gmemlab.explore import Bounds, Exploration, explore
 from gmemlab.explore.compare import Comparison, compare
 from gmemlab.invariants import ALWAYS, PROPERTIES
@@ -314,18 +315,33 @@ def trace_files(paths) -> list[str]:
 
 
 def _manifest_for(path: str) -> tuple[dict, str] | None:
-    """The manifest.json of the traces folder a file sits in (if any), and that folder."""
+    """The manifest.json of the folder a trace sits in, or of the folder above it
+    (data/traces/manifest.json covers data/traces/*/), and that folder; never further up.
+    A manifest that is not a JSON object is an InputError naming it."""
+    import json
     d = os.path.dirname(os.path.abspath(path))
-    while True:
-        m = os.path.join(d, "manifest.json")
-        if os.path.exists(m):
-            import json
-            with open(m) as f:
-                return json.load(f), d
-        parent = os.path.dirname(d)
-        if parent == d or os.path.basename(d) == "data":
-            return None
-        d = parent
+    for folder in (d, os.path.dirname(d)):
+        m = os.path.join(folder, "manifest.json")
+        if os.path.isfile(m):
+            try:
+                with open(m, encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError) as e:
+                raise InputError(m, 0, f"not a manifest: {e}") from None
+            if not isinstance(data, dict):
+                raise InputError(m, 0, "not a manifest: the top level must be an object")
+            return data, folder
+    return None
+
+
+def _expected_verdict(manifest: dict, name: str, proposal: str) -> str | None:
+    """The verdict a manifest records for a trace under a proposal: a string, or an
+    object's "verdict" string; anything else records nothing."""
+    entry = manifest.get(name)
+    exp = entry.get(proposal) if isinstance(entry, dict) else None
+    if isinstance(exp, dict):
+        exp = exp.get("verdict")
+    return exp if isinstance(exp, str) else None
 
 
 # Traces of files larger than this are not drawn as lanes nor walked page by page.
@@ -409,8 +425,7 @@ def conformance(paths, proposal: str = "private-first", series: str | None = Non
         name, expected = os.path.basename(path), None
         if man is not None:
             name = os.path.relpath(os.path.abspath(path), man[1])
-            exp = man[0].get(name, {}).get(proposal)
-            expected = exp if isinstance(exp, str) or exp is None else exp.get("verdict")
+            expected = _expected_verdict(man[0], name, proposal)
         results.append(TraceResult(path, name, header, events, cfg, report, expected))
         keys = seen.setdefault((cfg.platform, cfg.series), Counter())
         ops.update(ev["op"] for ev in events)
