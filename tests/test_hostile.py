@@ -417,3 +417,24 @@ def test_the_conformance_view_reads_only_its_own_manifests(tmp_path):
     (deep / "manifest.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="not a manifest"):
         views.conformance([str(deep / "t.jsonl")])
+
+
+def test_qemu_import_is_not_quadratic_in_memslots(tmp_path):
+    # 2,000 memslots and 20,000 conversions: a bisection per conversion, not a sort and a
+    # scan of every slot.
+    import time
+    slots = 2000
+    lines = [f"1@1.0:kvm_set_user_memory AddrSpace#0 Slot#{i} flags=0x4 gpa={i * 0x200000:#x} "
+             f"size=0x200000 ua=0x7f0000000000 guest_memfd=20 guest_memfd_offset={i * 0x200000:#x} ret=0"
+             for i in range(slots)]
+    lines += [f"1@2.0:kvm_convert_memory start {(k % slots) * 0x200000:#x} size 0x1000 shared_to_private"
+              for k in range(20000)]
+    rec = tmp_path / "many-slots.log"
+    rec.write_text("\n".join(lines) + "\n")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "gmemlab", "import", str(rec), "--from", "qemu",
+                        "-o", str(tmp_path / "t.jsonl")], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert took < 15, took
+    assert sum(1 for _ in open(tmp_path / "t.jsonl")) == 1 + 1 + 20000

@@ -74,6 +74,7 @@ Modelling choices, marked as such:
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime
 import re
@@ -245,48 +246,70 @@ def _layout(records: list[_Record], path: str) -> tuple[dict[int, int], int, int
 
 
 class _Translator:
-    """gpa -> guest_memfd ranges through the memslots current at a given line."""
+    """gpa -> guest_memfd ranges through the memslots current at a given line.
+
+    The slots of each address space are kept sorted by gpa (they never overlap), so a
+    lookup is a bisection: a recording with many memslots and many conversions costs
+    O(log slots) per conversion, not O(slots).
+    """
 
     def __init__(self, path: str, base: dict[int, int]):
         self.path = path
         self.base = base
         self.slots: dict[tuple[int, int], Slot] = {}
+        # as_id -> (gpas, slots sorted by gpa, whether one has a guest_memfd)
+        self._sorted: dict[int, tuple[list[int], list[Slot], bool]] = {}
+
+    def _space(self, as_id: int) -> tuple[list[int], list[Slot], bool]:
+        got = self._sorted.get(as_id)
+        if got is None:
+            slots = sorted((s for (a, _), s in self.slots.items() if a == as_id), key=lambda s: s.gpa)
+            got = self._sorted[as_id] = ([s.gpa for s in slots], slots, any(s.fd is not None for s in slots))
+        return got
+
+    def _at(self, as_id: int, gpa: int) -> Slot | None:
+        gpas, slots, _ = self._space(as_id)
+        i = bisect.bisect_right(gpas, gpa) - 1
+        return slots[i] if i >= 0 and gpa < slots[i].gpa + slots[i].size else None
 
     def apply(self, as_id: int, slot: Slot) -> None:
+        old = self.slots.pop((as_id, slot.number), None)
+        if old is not None or slot.size:
+            self._sorted.pop(as_id, None)
         if slot.size == 0:
-            self.slots.pop((as_id, slot.number), None)  # size 0 deletes the slot
-            return
+            return  # size 0 deletes the slot
         # KVM refuses a memslot overlapping another of its address space (EEXIST,
         # kvm_set_memory_region): a recording that shows one succeed contradicts itself.
-        for (a, number), other in self.slots.items():
-            if a == as_id and number != slot.number and \
-                    other.gpa < slot.gpa + slot.size and slot.gpa < other.gpa + other.size:
-                raise InputError(self.path, slot.line,
-                                 f"kvm_set_user_memory: memslot #{slot.number} (gpa {slot.gpa:#x}"
-                                 f"+{slot.size:#x}) overlaps memslot #{other.number} of line {other.line}"
-                                 f" (gpa {other.gpa:#x}+{other.size:#x}) in address space {as_id}:"
-                                 " KVM refuses overlapping memslots")
+        gpas, slots, _ = self._space(as_id)
+        i = bisect.bisect_left(gpas, slot.gpa + slot.size)
+        other = slots[i - 1] if i > 0 else None
+        if other is not None and slot.gpa < other.gpa + other.size:
+            raise InputError(self.path, slot.line,
+                             f"kvm_set_user_memory: memslot #{slot.number} (gpa {slot.gpa:#x}"
+                             f"+{slot.size:#x}) overlaps memslot #{other.number} of line {other.line}"
+                             f" (gpa {other.gpa:#x}+{other.size:#x}) in address space {as_id}:"
+                             " KVM refuses overlapping memslots")
         self.slots[(as_id, slot.number)] = slot
+        self._sorted.pop(as_id, None)
 
-    def _visible(self) -> list[Slot]:
-        # Memory attributes are per VM and QEMU converts in the system address space
-        # (address space 0); SMM's address space 1 aliases the same RAM.
-        return sorted((s for (a, _), s in self.slots.items() if a == 0), key=lambda s: s.gpa)
+    # Memory attributes are per VM and QEMU converts in the system address space
+    # (address space 0); SMM's address space 1 aliases the same RAM.
 
     def touches_no_slot(self, start: int, size: int) -> bool:
-        return all(s.gpa + s.size <= start or start + size <= s.gpa for s in self._visible())
+        gpas, slots, _ = self._space(0)
+        i = bisect.bisect_left(gpas, start + size)
+        return i == 0 or slots[i - 1].gpa + slots[i - 1].size <= start
 
     def ranges(self, start: int, size: int, line: int, what: str) -> list[tuple[int, int]]:
         """The guest_memfd (offset, size) pieces of gpa range [start, start+size)."""
-        slots = self._visible()
-        if not any(s.fd is not None for s in slots):
+        if not self._space(0)[2]:
             raise InputError(self.path, line, f"{what} at gpa {start:#x}, but no guest_memfd memslot is known"
                              " at this line: record QEMU's kvm_set_user_memory events from VM start"
                              " (-trace kvm_set_user_memory)")
         pieces: list[tuple[int, int]] = []
         cur, end = start, start + size
         while cur < end:
-            slot = next((s for s in slots if s.gpa <= cur < s.gpa + s.size), None)
+            slot = self._at(0, cur)
             if slot is None:
                 raise InputError(self.path, line, f"{what}: gpa {cur:#x} is in no memslot")
             if slot.fd is None:
