@@ -1,0 +1,225 @@
+"""gmemlab selftest: traces as C selftests that the system gcc builds (and, with
+/dev/kvm, that run and pass on a default VM when they need no conversion)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from gmemlab.errors import InputError
+from gmemlab.explore import Bounds, explore
+from gmemlab.invariants import INVARIANT_NAMES, SOMETIMES
+from gmemlab.model import vocab
+from gmemlab.model.state import Config
+from gmemlab.render.selftest import NOT_USERSPACE, render, render_file
+from gmemlab.traces.format import dumps, loads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SELFTESTS = os.path.join(ROOT, "data", "traces", "selftests")
+GCC = shutil.which("gcc")
+HEADER = {"format": "gmemlab-trace/1", "platform": "sw_protected", "series": "v8", "page_size": 4096}
+
+
+def _gcc() -> str:
+    # gcc is installed wherever the tests run (CI included): no skip, a failure says so
+    assert GCC, "gcc is needed to check the C that gmemlab selftest writes"
+    return GCC
+
+
+def build(c_text: str, tmp_path, name: str = "t") -> str:
+    """Compile and link the program with -Wall -Wextra -Werror; the binary's path."""
+    src = tmp_path / f"{name}.c"
+    src.write_text(c_text)
+    exe = tmp_path / name
+    r = subprocess.run([_gcc(), "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"{name}.c does not build:\n{r.stderr}"
+    return str(exe)
+
+
+def _trace_text(header: dict, events: list) -> str:
+    return dumps(header, events)
+
+
+def _explored_traces():
+    """Every counterexample (and witness) the explorer finds on sw_protected, 1-2 pages,
+    for every proposal and series: (label, header, events), deduplicated."""
+    seen, out = set(), []
+    for proposal in vocab.proposal_names():
+        for series in vocab.SERIES:
+            for pages in (1, 2):
+                r = explore(Config(proposal=proposal, platform="sw_protected", series=series),
+                            Bounds(pages=pages))
+                found = [("cx", n, r.counterexample(n)) for n in INVARIANT_NAMES if not r.holds(n)]
+                found += [("witness", p.name, r.witness(p.name)) for p in SOMETIMES]
+                for kind, name, events in found:
+                    if not events:
+                        continue
+                    header = dict(HEADER, series=series)
+                    text = _trace_text(header, events)
+                    if text in seen:
+                        continue
+                    seen.add(text)
+                    out.append((f"{proposal}/{series}/{pages}/{kind}:{name}", kind, text))
+    return out
+
+
+EXPLORED = _explored_traces()
+
+
+def test_explored_traces_exist():
+    kinds = {k for _, k, _ in EXPLORED}
+    assert "cx" in kinds, "sw_protected should break an invariant somewhere (v5 content modes)"
+    assert len(EXPLORED) >= 5
+
+
+def _render_or_refuse(text: str, path: str):
+    """The C, or None when the trace is refused; a refusal must name a line holding
+    an op that is no userspace call on this platform (or an inexpressible detail)."""
+    header, events = loads(text, path)
+    try:
+        return render(header, events, path)
+    except InputError as e:
+        assert e.path == path and isinstance(e.line, int) and e.line >= 2, str(e)
+        ev = next(ev for ev in events if ev["line"] == e.line)
+        assert ev["op"] in NOT_USERSPACE or ev["op"] in ("pin", "unpin"), str(e)
+        assert ev["op"] in str(e)
+        return None
+
+
+def test_every_expressible_counterexample_and_witness_builds(tmp_path):
+    built = 0
+    for i, (label, kind, text) in enumerate(EXPLORED):
+        c = _render_or_refuse(text, f"{i}.jsonl")
+        if c is None:
+            continue
+        build(c, tmp_path, f"x{i}")
+        built += 1
+    # every counterexample on sw_protected is host-side (set_attributes, host access)
+    cx = [t for _, k, t in EXPLORED if k == "cx"]
+    assert cx and all(_render_or_refuse(t, "cx.jsonl") is not None for t in cx)
+    assert built >= len(cx)
+
+
+def _selftest_traces():
+    return sorted(os.path.join(SELFTESTS, f) for f in os.listdir(SELFTESTS) if f.endswith(".jsonl"))
+
+
+def test_every_expressible_selftest_trace_builds(tmp_path):
+    built = []
+    for path in _selftest_traces():
+        with open(path, encoding="utf-8") as f:
+            c = _render_or_refuse(f.read(), path)
+        if c is not None:
+            build(c, tmp_path, os.path.basename(path)[:-6])
+            built.append(os.path.basename(path))
+    assert {"fallocate.jsonl", "fault_private.jsonl", "mmap_supported.jsonl",
+            "invalid_punch_hole.jsonl"} <= set(built), built
+
+
+def _runnable(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        _, events = loads(f.read(), path)
+    return all(ev["op"] not in NOT_USERSPACE and ev["op"] != "set_attributes" for ev in events)
+
+
+PIN_TRACE = "\n".join(json.dumps(x) for x in [
+    HEADER,
+    {"op": "create_gmem", "size": 16384, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+    {"op": "host_write", "offset": 8192, "value": "A", "expect": {"ok": True}},
+    {"op": "pin", "offset": 8192, "size": 4096, "expect": {"ret": 0}},
+    {"op": "host_read", "offset": 8192, "process": "child", "expect": {"ok": True, "value": "A"}},
+    {"op": "unpin", "offset": 8192, "size": 4096, "expect": {"ret": 0}},
+    {"op": "punch_hole", "offset": 8192, "size": 4096, "expect": {"ret": 0}},
+    {"op": "host_read", "offset": 8192, "expect": {"ok": True, "value": 0}},
+    {"op": "host_read", "offset": 16384, "expect": {"signal": "SIGBUS"}},
+]) + "\n"
+
+
+def test_pin_trace_builds(tmp_path):
+    header, events = loads(PIN_TRACE, "pin.jsonl")
+    c = render(header, events, "pin.jsonl")
+    assert "IORING_REGISTER_BUFFERS" in c and "pin_range(0x2000ULL, 0x1000ULL)" in c
+    build(c, tmp_path, "pin")
+
+
+def test_runnable_traces_pass_on_a_default_vm(tmp_path):
+    """With /dev/kvm: every built trace that needs no conversion runs on a default VM
+    of the running kernel and exits 0 (every outcome as the trace expects)."""
+    if not os.path.exists("/dev/kvm"):
+        if os.environ.get("GMEMLAB_REQUIRE_KVM"):
+            pytest.fail("no /dev/kvm: the kernel oracle did not run (GMEMLAB_REQUIRE_KVM is set)")
+        pytest.skip("no /dev/kvm: the kernel oracle did not run")
+    pin = tmp_path / "pin.jsonl"
+    pin.write_text(PIN_TRACE)
+    paths = [p for p in _selftest_traces() if _runnable(p)] + [str(pin)]
+    assert len(paths) >= 5
+    for path in paths:
+        name = os.path.basename(path)[:-6]
+        exe = build(render_file(path, vm="default"), tmp_path, name)
+        r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{name}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+        assert r.stdout.startswith(f"ok {name}:")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "gmemlab", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_cli_writes_c_and_refuses_populate_naming_the_line(tmp_path):
+    out = tmp_path / "t.c"
+    r = _cli("selftest", os.path.join(SELFTESTS, "fault_private.jsonl"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "assert_access(r, SIGBUS);" in out.read_text()
+    build(out.read_text(), tmp_path, "fault_private")
+
+    trace = tmp_path / "launch.jsonl"
+    trace.write_text("\n".join(json.dumps(x) for x in [
+        HEADER,
+        {"op": "create_gmem", "size": 8192, "flags": ["MMAP"], "expect": {"ret": 0}},
+        {"op": "populate", "offset": 0, "size": 4096, "expect": {"ret": 0}},
+    ]) + "\n")
+    r = _cli("selftest", str(trace), "-o", str(tmp_path / "p.c"))
+    assert r.returncode == 2
+    assert f"{trace}:3: populate: not a userspace call on this platform" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "p.c").exists()
+
+
+def test_refusals_name_the_line():
+    def refuse(events, header=HEADER):
+        text = "\n".join(json.dumps(x) for x in [header, *events]) + "\n"
+        h, evs = loads(text, "t.jsonl")
+        with pytest.raises(InputError) as e:
+            render(h, evs, "t.jsonl")
+        return e.value
+    create = {"op": "create_gmem", "size": 8192, "flags": ["MMAP"], "expect": {"ret": 0}}
+    e = refuse([create, {"op": "host_read", "offset": 0}])
+    assert e.line == 3 and "expect" in e.problem
+    e = refuse([create, {"op": "guest_read", "offset": 0, "private": True, "expect": {"ok": True}}])
+    assert e.line == 3 and "not a userspace call" in e.problem
+    e = refuse([create, {"op": "finalize", "expect": {"ret": 0}}])
+    assert e.line == 3
+    e = refuse([create, {"op": "unpin", "offset": 0, "size": 4096, "expect": {"ret": 0}}])
+    assert e.line == 3 and "no pin" in e.problem
+    e = refuse([create], dict(HEADER, platform="snp"))
+    assert e.line == 1 and "snp" in e.problem
+
+
+def test_set_attributes_asserts_ret_and_error_offset():
+    text = "\n".join(json.dumps(x) for x in [
+        HEADER,
+        {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+        {"op": "set_attributes", "offset": 0, "size": 8192, "attributes": "private", "flags": [],
+         "expect": {"ret": "EAGAIN", "error_offset": 4096}},
+    ]) + "\n"
+    h, evs = loads(text, "t.jsonl")
+    c = render(h, evs, "t.jsonl")
+    assert "set_attributes(0x0ULL, 0x2000ULL, KVM_MEMORY_ATTRIBUTE_PRIVATE, 0, &error_offset);" in c
+    assert "assert_ret(r, -EAGAIN);" in c and "TEST_ASSERT_EQ(error_offset, 0x1000ULL);" in c
+    assert "#define TRACE_VM_TYPE KVM_X86_SW_PROTECTED_VM" in c
