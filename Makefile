@@ -14,13 +14,19 @@ REPORT_PLATFORM ?= snp
 REPORT_SERIES   ?= v8
 REPORT_PAGES    ?= 2
 
-.PHONY: lab test report bench clean system-deps strip
+.PHONY: lab test report bench clean system-deps strip git-hooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[lab,test]'
 	touch $(STAMP)
+
+# Notebooks are committed without outputs: inside a git checkout, a pre-commit hook that
+# refuses them (gmemlab/githooks.py; `make strip` clears them). Outside one, nothing, and
+# never a failure.
+git-hooks:
+	-@$(PYTHON) gmemlab/githooks.py install
 
 system-deps:
 	bash .ci/system-deps.sh
@@ -33,7 +39,7 @@ $(LAB_OVERRIDES): .ci/jupyterlab-overrides.json $(STAMP)
 	cp .ci/jupyterlab-overrides.json $@
 
 # --allow-root only where make runs as root (JupyterLab refuses root otherwise).
-lab: system-deps $(STAMP) $(LAB_OVERRIDES)
+lab: system-deps $(STAMP) $(LAB_OVERRIDES) git-hooks
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 report: system-deps $(STAMP)
@@ -45,7 +51,7 @@ strip: $(STAMP)
 	$(VENV)/bin/jupytext --quiet --sync notebooks/[0-9]*.ipynb
 	$(PY) -c 'from gmemlab.report import strip_notebooks; print(*strip_notebooks(), sep="\n")'
 
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) git-hooks
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The benchmarks (benchmarks/run.py): explorer, symmetry, reference engine, replay,

@@ -1,9 +1,12 @@
 """``gmemlab report``: run the workbook headless and write what a reader or a reply needs.
 
 Each notebook of notebooks/ runs under papermill (in its own kernel, two at a time) with
-the report's platform, series and pages, then nbconvert turns it into HTML with the
-widget state embedded; the comparison notebook also renders every series x proposal
-combination in advance, so the exported page toggles without a kernel. The reply to
+the report's platform, series and pages, then nbconvert turns it into a self-contained
+HTML page: outputs only (no code, no prompts, no parameters cells), no script, style or
+font from the network, and no widget state (the live widgets need a kernel); the
+comparison notebook also renders every series x proposal combination in advance, so the
+exported page toggles without a kernel. index.html links every page under the key
+result lines of its notebook (what its Summary section prints). The reply to
 the list is written as reply.txt (ASCII, at most 72 columns) and reply.html.
 
 Every file is written atomically; the text files are deterministic (no timings, no
@@ -115,23 +118,94 @@ def stable_ids(html: str, model_ids) -> str:
     return _MODEL_ID.sub(model, _UUID.sub(uuid_, html))
 
 
-def to_html(nb) -> str:
-    """The executed notebook as one HTML page (JupyterLab look, widget state embedded)."""
+# The "lab" template, offline: no require.js, no MathJax, no mermaid, no widget manager
+# (each a <script src> on a CDN), and a widget's view renders as nothing; the notebooks
+# print a static rendering of what their widgets show (02: the precomputed toggle).
+_OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_widget_view -%}{%- endblock data_widget_view -%}
+"""
+# Cells a reader of the report does not need: papermill's parameters and the values it injected.
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+
+
+def exporter():
+    """nbconvert's HTML exporter for the report: the lab look, no code, no prompts, no
+    parameters cells, and no file fetched from the network (the page is self-contained)."""
+    import jinja2
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
-    return stable_ids(body, state.get("state", {}).keys())
+    from traitlets.config import Config
+    c = Config()
+    c.TagRemovePreprocessor.enabled = True
+    c.TagRemovePreprocessor.remove_cell_tags = set(HIDDEN_TAGS)
+    c.HTMLExporter.preprocessors = ["nbconvert.preprocessors.TagRemovePreprocessor"]
+    return HTMLExporter(config=c, template_name="lab", template_file="gmemlab-offline.html.j2",
+                        extra_loaders=[jinja2.DictLoader({"gmemlab-offline.html.j2": _OFFLINE_TEMPLATE})],
+                        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                        mathjax_url="", require_js_url="", jupyter_widgets_base_url="", widget_renderer_url="",
+                        mermaid_js_url="", embed_images=True)
 
 
-def _index(out_names: list[str], config: dict) -> str:
+def to_html(nb) -> str:
+    """The executed notebook as one self-contained HTML page (JupyterLab look, outputs
+    only: no code, no parameters, no widget state, no script or style from the network)."""
+    import copy
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)   # the live widgets need a kernel; their static rendering stays
+    body, _ = exporter().from_notebook_node(nb)
+    return stable_ids(body, ())
+
+
+_PRE = re.compile(r'<pre class="gml-text"[^>]*>(.*?)</pre>', re.S)
+
+
+def summary(nb) -> str:
+    """The key result lines of an executed notebook: what the code cells under its
+    "## Summary" heading print (the plain text of their ``pre``), or "" if none."""
+    import html as html_
+    lines, inside = [], False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            inside = cell.source.lstrip().startswith("## Summary")
+            continue
+        if not inside:
+            continue
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            found = [html_.unescape(t) for t in _PRE.findall(data.get("text/html", ""))]
+            if not found and o.get("output_type") == "stream" and o.get("name") == "stdout":
+                found = [o.get("text", "")]
+            lines.extend(t.strip("\n") for t in found if t.strip())
+    return "\n".join(lines)
+
+
+def _index(out_names: list[str], config: dict, summaries: dict | None = None) -> str:
+    """index.html: the configuration, then per notebook a link to its page, its title and
+    its summary (the key result lines), then the reply."""
     from gmemlab import __version__
     from gmemlab.render.html import esc
-    items = "".join(f'<li><a href="{n}.html">{n}</a>: {esc(TITLES.get(n, n))}</li>' for n in out_names)
+    summaries = summaries or {}
+    items = "".join(
+        f'<li class="gml-index-entry" data-notebook="{esc(n)}"><h2><a href="{esc(n)}.html">{esc(TITLES.get(n, n))}</a>'
+        f' <small>{esc(n)}</small></h2>'
+        + (f'<pre class="gml-summary">{esc(summaries[n], quote=False)}</pre>' if summaries.get(n) else "")
+        + "</li>" for n in out_names)
     cfg = ", ".join(f"{k} {esc(str(v))}" for k, v in config.items())
-    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>gmemlab report</title></head>"
-            f"<body><h1>gmemlab report</h1><p>{cfg}; gmemlab {esc(__version__)}</p><ul>{items}"
-            '<li><a href="reply.txt">reply.txt</a>: the plain-text reply (72 columns)</li>'
-            '<li><a href="reply.html">reply.html</a>: the same reply as HTML</li></ul></body></html>\n')
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gmemlab report</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
+            "ul.gml-index{list-style:none;padding:0}h2{font-size:1.15em;margin:1.2em 0 .3em}"
+            "h2 small{color:#666;font-weight:normal}pre.gml-summary{background:#f6f6f6;padding:.5em;"
+            "font-family:'DejaVu Sans Mono',monospace;white-space:pre-wrap;margin:0}</style></head>"
+            f"<body><h1>gmemlab report</h1><p>{cfg}; gmemlab {esc(__version__)}</p>"
+            f'<h2 id="summary">Summary</h2><ul class="gml-index">{items}</ul>'
+            + ('<h2 id="reply">The reply</h2><ul>'
+               '<li><a href="reply.txt">reply.txt</a>: the plain-text reply (72 columns)</li>'
+               '<li><a href="reply.html">reply.html</a>: the same reply as HTML</li></ul>'
+               if "05_rfc_reply" in out_names else "")
+            + "</body></html>\n")
 
 
 def report(out: str = "reports", platform: str = "snp", series: str = "v8", pages: int = 2,
@@ -161,6 +235,7 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
     say = log or (lambda msg: None)
     os.makedirs(out, exist_ok=True)
     written: list[str] = []
+    summaries: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="gmemlab-report-") as tmp:
         def run(name: str) -> str:
             say(f"running {name}")
@@ -178,6 +253,7 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
         for name in [n for n in NOTEBOOKS if n in notebooks]:
             nb = nbformat.read(os.path.join(tmp, name + ".ipynb"), as_version=4)
             clean(nb)
+            summaries[name] = summary(nb)
             path = os.path.join(out, name + ".html")
             atomic_write(path, to_html(nb))
             written.append(path)
@@ -193,7 +269,7 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
                 written.append(os.path.join(out, name))
         atomic_write(os.path.join(out, "index.html"),
                      _index([n for n in NOTEBOOKS if n in notebooks],
-                            {"platform": platform, "series": series, "pages": pages}))
+                            {"platform": platform, "series": series, "pages": pages}, summaries))
         written.append(os.path.join(out, "index.html"))
     return written
 

@@ -5,7 +5,9 @@ notebooks/; Debian's headless Chromium, driven by Playwright through its executa
 path (Playwright never downloads a browser here), opens 02_compare, runs all cells,
 changes the proposal widget and checks that the rendered matrix changes. A second
 test opens the exported HTML of 02_compare (no server, no kernel) and checks that its
-precomputed toggle switches the matrix.
+precomputed toggle switches the matrix. The last ones open every page of a report and
+its index.html with the network blocked: nothing fetched, no code or parameters shown,
+a summary per notebook and links that open.
 
 Skipped, with the reason, only when /usr/bin/chromium is absent outside CI; under
 CI=true it must run (.ci/run installs chromium first).
@@ -194,3 +196,117 @@ def test_exported_page_toggles_without_a_kernel(tmp_path, browser):
     toggle.locator(".gml-controls label", has_text="v7").click()
     assert toggle.locator(".gml-pane:visible").get_attribute("data-combo") == "v7/populate-converts"
     page.close()
+
+
+# --- the exported report, offline -------------------------------------------------------------
+# Every page of a small report (all notebooks, 1 page) and its index, opened from file://
+# with every other request aborted: nothing may try to leave the machine (no CDN script,
+# font or style), no code and no parameters cell may show, and the index must summarise
+# each notebook and link to pages that open.
+
+REPORT_NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
+                    "06_variants")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A report of every notebook (snp v8, 1 page), written once for the module."""
+    _need("papermill")
+    from gmemlab.report import report
+    out = tmp_path_factory.mktemp("report")
+    report(str(out), "snp", "v8", 1)
+    return out
+
+
+@pytest.fixture
+def offline(browser):
+    """The browser with the network blocked: every request that is not file:// (or data:)
+    is aborted and recorded, as are failed requests, console errors and page errors."""
+    seen = {"blocked": [], "failed": [], "console": [], "pageerror": []}
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("file://", "data:")):
+            r.continue_()
+        else:
+            seen["blocked"].append(url)
+            r.abort()
+    browser.route("**/*", route)
+    browser.on("requestfailed", lambda req: seen["failed"].append(f"{req.url}: {req.failure}"))
+
+    def page():
+        p = browser.new_page()
+        p.on("console", lambda m: m.type == "error" and seen["console"].append(m.text))
+        p.on("pageerror", lambda e: seen["pageerror"].append(str(e)))
+        return p
+    yield page, seen
+    assert seen == {"blocked": [], "failed": [], "console": [], "pageerror": []}, seen
+
+
+def _parameters_lines(name):
+    import nbformat
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", name + ".ipynb"), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return [line.strip() for line in cell.source.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", REPORT_NOTEBOOKS)
+def test_exported_page_is_offline_and_shows_no_code(exported, offline, name):
+    new_page, seen = offline
+    html = (exported / f"{name}.html").read_text()
+    assert "<script src" not in html and "cdnjs" not in html and "cdn.jsdelivr" not in html
+    assert "application/vnd.jupyter.widget-state+json" not in html  # the live widgets need a kernel
+    page = new_page()
+    page.goto((exported / f"{name}.html").as_uri(), wait_until="load")
+    page.wait_for_timeout(300)  # a late fetch (a script added on DOMContentLoaded) is recorded too
+    assert seen["blocked"] == [] and seen["failed"] == [], seen
+    # outputs are there ...
+    assert page.locator(".jp-OutputArea-output:visible").count() > 0
+    assert page.locator("pre.gml-text:visible").count() > 0
+    # ... and no code: no input area, editor, prompt or highlighted source, anywhere
+    for sel in (".jp-InputArea", ".jp-Cell-inputWrapper", ".jp-InputArea-editor", ".jp-InputPrompt",
+                ".jp-OutputPrompt", ".jp-CodeMirrorEditor", ".cm-editor", ".highlight"):
+        assert page.locator(f".jp-CodeCell {sel}").count() == 0, sel
+    assert page.locator(".jp-CodeCell").count() > 0 and page.locator(".jp-MarkdownCell").count() > 0
+    text = page.locator("body").inner_text()
+    assert "from gmemlab" not in text and "import " not in text.replace("important", "")
+    # the parameters cell and papermill's injected cell are gone entirely
+    assert page.locator(".celltag_parameters, .celltag_injected-parameters").count() == 0
+    for line in _parameters_lines(name):
+        assert line not in text, line
+    assert "# Parameters" not in text and "results_path =" not in text
+    assert "Traceback" not in text
+    page.close()
+
+
+def test_exported_index_summarises_and_links(exported, offline):
+    new_page, seen = offline
+    page = new_page()
+    page.goto((exported / "index.html").as_uri())
+    entries = page.locator("li.gml-index-entry")
+    assert [entries.nth(i).get_attribute("data-notebook") for i in range(entries.count())] == list(REPORT_NOTEBOOKS)
+    from gmemlab.report import TITLES
+    for name in REPORT_NOTEBOOKS:
+        entry = page.locator(f"li.gml-index-entry[data-notebook='{name}']")
+        assert TITLES[name] in entry.locator("h2").inner_text()
+        summary = entry.locator("pre.gml-summary")
+        assert summary.is_visible() and summary.inner_text().strip(), name
+    # the key result lines (snp v8, 1 page)
+    assert "198 states, 2,910 transitions" in page.locator("li[data-notebook='01_state_space'] pre").inner_text()
+    assert "userspace-converts against private-first: breaks 3 invariant(s)" in \
+        " ".join(page.locator("li[data-notebook='02_compare'] pre").inner_text().split())
+    # every link opens its page (file://, nothing fetched elsewhere)
+    hrefs = [a.get_attribute("href") for a in page.locator("a[href]").all()]
+    assert sorted(hrefs) == sorted([n + ".html" for n in REPORT_NOTEBOOKS] + ["reply.txt", "reply.html"])
+    for href in hrefs:
+        assert (exported / href).is_file(), href
+        page.locator(f"a[href='{href}']").click()
+        page.wait_for_url(f"**/{href}")
+        if href.endswith(".html") and href != "reply.html":
+            assert page.locator(".jp-Notebook").count() == 1
+        else:
+            assert page.locator("body").inner_text().strip()
+        page.go_back()
+        page.wait_for_url("**/index.html")
+    page.close()
+    assert seen["blocked"] == [] and seen["failed"] == []

@@ -127,6 +127,15 @@ def test_notebook_is_thin_paired_and_stripped(name):
     assert "results_path" in tagged[0].source
 
 
+def test_every_notebook_in_the_tree_is_stripped():
+    """No notebooks/*.ipynb is committed with outputs, execution counts or papermill's
+    injected cell (`make strip`; the pre-commit hook of `gmemlab.githooks` refuses them)."""
+    from gmemlab.githooks import unstripped
+    found = sorted(f for f in os.listdir(NBDIR) if f.endswith(".ipynb"))
+    assert set(NOTEBOOKS) <= {f[:-len(".ipynb")] for f in found}  # 06_variants included
+    assert unstripped([os.path.join(NBDIR, f) for f in found]) == []
+
+
 # --- what each notebook produced ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name,which", CASES, ids=[f"{n}-{w}" for n, w in CASES])
@@ -356,8 +365,9 @@ def test_report_writes_html_and_the_reply(tmp_path):
     reply = (out / "reply.txt").read_text()
     assert reply == reply_text(compare("snp", "v8", Bounds(pages=1)))
     page = (out / "02_compare.html").read_text()
-    assert "application/vnd.jupyter.widget-state+json" in page  # the live panel's state
-    assert page.count('class="gml-pane ') == 9                 # and the kernel-free toggle
+    assert "application/vnd.jupyter.widget-state+json" not in page  # the live panel needs a kernel
+    assert "<script src" not in page and "cdnjs" not in page          # nothing from the network
+    assert page.count('class="gml-pane ') == 9                       # the kernel-free toggle
     assert "gmemlab-report-" not in page                        # no temporary paths
 
 
