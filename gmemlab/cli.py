@@ -307,6 +307,50 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+# --- reply ------------------------------------------------------------------------------
+
+def cmd_reply(args) -> int:
+    from gmemlab.explore.compare import compare
+    from gmemlab.render.reply import pick_counterexample, reply_message
+
+    if args.output:
+        from gmemlab.fsutil import check_output
+        check_output(args.output)
+    bounds = _bounds(args)
+    _check_estimate(args, vocab.proposal_names())
+    table = compare(args.platform, args.series, bounds, knobs=_knobs(args), proposals=vocab.proposal_names(),
+                    engine=args.engine, max_states=args.max_states)
+    short = [c.proposal for c in table.columns if c.exploration.incomplete]
+    if short:
+        raise UsageError(f"incomplete: {', '.join(short)} reached --max-states {args.max_states:,}; "
+                         "raise --max-states or use fewer pages")
+    if args.in_reply_to is not None:
+        mid = args.in_reply_to.strip().strip("<>")
+        if not mid or "@" not in mid or any(c.isspace() or c in "<>" for c in mid):
+            raise UsageError(f"--in-reply-to: not a Message-Id: {args.in_reply_to!r}")
+    date = None
+    if args.date:
+        from email.utils import format_datetime, parsedate_to_datetime
+        from datetime import datetime, timezone
+        try:
+            when = datetime.fromisoformat(args.date)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(args.date)
+            except (TypeError, ValueError):
+                raise UsageError(f"--date: neither ISO 8601 nor RFC 5322: {args.date!r}") from None
+        date = format_datetime(when if when.tzinfo else when.replace(tzinfo=timezone.utc))
+    try:
+        pick_counterexample(table, args.proposal, args.invariant)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    text = reply_message(table, args.proposal, args.invariant, subject=args.subject,
+                         in_reply_to=args.in_reply_to, sender=args.sender, to=args.to, cc=args.cc,
+                         date=date)
+    _emit(text, args.output)
+    return EXIT_OK
+
+
 # --- sweep ------------------------------------------------------------------------------
 
 def cmd_sweep(args) -> int:
@@ -335,6 +379,18 @@ def cmd_sweep(args) -> int:
     if not args.json:
         print(f"gmemlab sweep: {len(points)} point(s) on {engine} in {time.monotonic() - t0:.1f} s",
               file=sys.stderr)
+    return EXIT_OK
+
+
+# --- selftest ---------------------------------------------------------------------------
+
+def cmd_selftest(args) -> int:
+    from gmemlab.render.selftest import render_file
+
+    if args.output:
+        from gmemlab.fsutil import check_output
+        check_output(args.output, (args.file,))
+    _emit(render_file(args.file, vm=args.vm), args.output, (args.file,))
     return EXIT_OK
 
 
@@ -452,6 +508,45 @@ def build_parser() -> argparse.ArgumentParser:
     _knob_options(sw, "; a knob given here is on in every knob set of --knobs")
     sw.set_defaults(func=cmd_sweep)
 
+    from gmemlab.invariants import INVARIANT_NAMES
+    from gmemlab.render.reply import SUBJECT
+    rp = sub.add_parser(
+        "reply", help="the reply to the list as an email (RFC 5322, text/plain)",
+        description="Compare every proposal (the built-ins, then the variants --variants loads) and "
+                    "write the reply a reviewer would post: a conclusion derived from the results, "
+                    "one finding per broken invariant with the seed's lines it answers and its "
+                    "shortest counterexample, the matrix without the rows every proposal shares, "
+                    "and the sources as lore.kernel.org links. Plain text, 72 columns (a link is "
+                    "never broken), as a message for git send-email or mutt. No Date header unless "
+                    "--date is given: two runs give the same bytes.",
+        epilog=_epilog("gmemlab reply --platform snp --pages 1",
+                       "gmemlab reply --in-reply-to '<MESSAGE-ID>' -o reply.eml",
+                       "git send-email --in-reply-to '<MESSAGE-ID>' reply.eml",
+                       "gmemlab reply --variants my_variants.py --huge-folios --from 'Me <me@example.org>'"))
+    rp.add_argument("--platform", default="snp", choices=PLATFORMS, help="the platform (its trusted entity)")
+    rp.add_argument("--series", default="v8", choices=SERIES, help="the series whose rules apply")
+    rp.add_argument("--pages", type=int, default=2, help=f"pages of the guest_memfd (1..{vocab.MAX_PAGES})")
+    _variants_option(rp)
+    rp.add_argument("--proposal", metavar="NAME",
+                    help="prefer this proposal's counterexamples where it breaks an invariant")
+    rp.add_argument("--invariant", metavar="NAME", choices=INVARIANT_NAMES,
+                    help="put this invariant's finding first")
+    rp.add_argument("--in-reply-to", metavar="MSGID",
+                    help="the Message-Id replied to: In-Reply-To and References, and its lore link")
+    rp.add_argument("--subject", default=SUBJECT, help="the Subject")
+    rp.add_argument("--from", dest="sender", metavar="ADDRESS", help="the From header (omitted if not given)")
+    rp.add_argument("--to", metavar="ADDRESSES", help="the To header (omitted if not given)")
+    rp.add_argument("--cc", metavar="ADDRESSES", help="the Cc header (omitted if not given)")
+    rp.add_argument("--date", metavar="DATE",
+                    help="a Date header (ISO 8601 or RFC 5322; omitted if not given)")
+    rp.add_argument("--engine", default="auto", choices=vocab.ENGINES, help="the explorer's engine")
+    rp.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
+                    help="refuse (exit 2) an exploration estimated beyond N states")
+    rp.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
+    _knob_options(rp)
+    rp.set_defaults(func=cmd_reply, no_symmetry=False, processes=1, no_direct_map=False,
+                    ranges="page+file")
+
     r = sub.add_parser(
         "report", help="run the notebooks headless; write HTML and the plain-text reply",
         description="Run the notebooks headless (papermill), write each as HTML with its widgets, and "
@@ -466,6 +561,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"pages of the guest_memfd (1..{vocab.WIDGET_MAX_PAGES})")
     _variants_option(r)
     r.set_defaults(func=cmd_report)
+
+    st = sub.add_parser(
+        "selftest", help="write a trace as a C selftest (KVM selftests style)",
+        description="Write the trace (a counterexample, or any trace whose events all carry \"expect\") "
+                    "as a standalone C selftest in the style of tools/testing/selftests/kvm/x86/"
+                    "guest_memfd_conversions_test.c: the same calls in the same order, each outcome "
+                    "asserted. Exit 2 on a trace it cannot express (populate, finalize, guest accesses), "
+                    "naming the line.",
+        epilog=_epilog("gmemlab selftest cx.jsonl -o host_touches_te_private_test.c",
+                       "gmemlab selftest data/traces/selftests/fault_private.jsonl --vm default -o t.c "
+                       "&& gcc -Wall -Werror -o t t.c && ./t"))
+    st.add_argument("file", metavar="TRACE", help="the trace (JSON lines, header first)")
+    st.add_argument("--vm", default="platform", choices=("platform", "sw_protected", "default"),
+                    help="the VM type the program creates: the header's platform, or another")
+    st.add_argument("-o", "--output", metavar="FILE.c", help="write here (atomically) instead of stdout")
+    st.set_defaults(func=cmd_selftest)
 
     from gmemlab.kvm import command as kvm_command  # kvm-run: the running kernel as the oracle
     kvm_command.add_parser(sub)

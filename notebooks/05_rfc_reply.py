@@ -18,12 +18,16 @@
 # # 05 - The reply to the list
 #
 # ## Overview
-# A block to paste into a reply on the list: plain ASCII, at most 72 columns, with the
-# comparison matrix of the three proposals, one counterexample as numbered calls, the
-# command that reproduces it, and the sources (the seed message, the proposals'
-# messages, the series cover letter and its Message-Id, the platform, the knobs). An
-# HTML version follows, with the counterexample's memory-map lanes. `gmemlab report`
-# writes both (reply.txt, reply.html).
+# A reply to post on the list, as a reviewer would: plain ASCII, at most 72 columns
+# (a link is never broken). It opens with a conclusion drawn from the results (which
+# proposal keeps which invariants, which breaks which), then one finding per broken
+# invariant: the seed's lines it answers, quoted, and its shortest counterexample as
+# numbered calls, with the knobs it needs and the command that finds it. Then the
+# matrix without the rows every proposal shares, and the sources (the seed, the
+# proposals' messages, the series cover letter, the platform, the knobs) with
+# lore.kernel.org links. An HTML version follows, with the counterexample's
+# memory-map lanes. `gmemlab report` writes both (reply.txt, reply.html); `gmemlab
+# reply` writes the text as an email for git send-email or mutt.
 
 # %% tags=["parameters"]
 platform = "snp"             # sw_protected | snp | tdx

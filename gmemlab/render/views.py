@@ -533,8 +533,11 @@ def reply(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None,
 def reply_data(text: str, html: str, platform: str, series: str, pages: int, knobs, proposal: str, invariant: str) -> dict:
     from gmemlab.render.reply import pick_counterexample
     pick = pick_counterexample(comparison(platform, series, pages, knobs), proposal or None, invariant or None)
+    from gmemlab.render.reply import is_link_line
     lines = text.splitlines()
-    return {"text": text, "html": html, "lines": len(lines), "width": max(map(len, lines)), "ascii": text.isascii(),
+    # width: of the prose; a line that is only a link is never broken
+    width = max(len(line) for line in lines if not is_link_line(line))
+    return {"text": text, "html": html, "lines": len(lines), "width": width, "ascii": text.isascii(),
             "platform": platform, "series": series, "pages": pages,
             "proposal": pick and pick[0], "invariant": pick and pick[1], "steps": pick and len(pick[2])}
 
