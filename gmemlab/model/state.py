@@ -5,9 +5,12 @@ the KVM attribute of each page, its folio (allocated, up to date, contents), the
 page tables and extra references that reach it, the trusted entity's (TE's) view of it,
 and whether the launch measured it; per VM, whether launch was finalized. Left out:
 the guest's stage-2 mapping (nothing observable depends on it: a guest access faults
-the page in as needed, prepare is idempotent, and conversions zap it), huge folios and their splitting (every page is its own folio),
-ENOMEM and EINTR (no allocation failures, no signals), more than one guest_memfd,
-memslot flags other than the binding at gpa 0, and the guest's own page tables.
+the page in as needed, prepare is idempotent, and conversions zap it), huge folios and
+their splitting (every page is its own folio; the huge_folios knob only tracks whether
+one folio could still back the whole file), EINTR (no signals; an allocation failure,
+ENOMEM, is a property of the event: gmemlab.model.step.FAIL), more than one
+guest_memfd, memslot flags other than the binding at gpa 0, and the guest's own page
+tables.
 
 Every value here is immutable and hashable, so that a state can be a graph node.
 """
