@@ -339,8 +339,7 @@ class FastEngine(Engine):
     def _classify(self, ev, local: bool):
         """(kind, page, plan function) of an action under this config."""
         op = ev["op"]
-        builtin = M.OPS.get(op) is M.BUILTIN_OPS.get(op) and op not in self.cfg.rules.ops
-        if not local or not builtin:
+        if not local or not M.builtin(self.cfg, op):
             return "step", -1, None
         if "offset" not in ev:
             return ("vm", -1, None) if op != "create_gmem" else ("step", -1, None)

@@ -569,11 +569,6 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
 }
 
 
-# The op functions that run their plan: a test (or a designer) that replaces one of
-# these in OPS has replaced the rule, and plan_of then says there is no plan.
-_PLANNED = {"set_attributes": set_attributes, "punch_hole": punch_hole}
-
-
 def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
     """Whether the huge folio survives the step (knob huge_folios; a metric).
 
@@ -594,7 +589,8 @@ def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
 
 
 # The series' own rules, as step.py defines them: an engine may rely on what it knows of
-# these (which are page-local); a rule patched into OPS is not one of them.
+# these (which are page-local, and for PLANS run their plan); a rule patched into OPS
+# or replaced by a proposal is not one of them.
 BUILTIN_OPS = dict(OPS)
 
 # The ops whose rule is a plan over a range (see run_plan): op -> the plan function's
@@ -608,10 +604,15 @@ def rule(cfg: Config, op: str) -> Callable[[Config, VmState, dict], Result]:
     return cfg.rules.ops.get(op) or OPS[op]
 
 
+def builtin(cfg: Config, op: str) -> bool:
+    """Whether op is decided under cfg by the series' own rule (see BUILTIN_OPS)."""
+    return rule(cfg, op) is BUILTIN_OPS.get(op)
+
+
 def plan_of(cfg: Config, op: str):
     """The op's plan function under cfg, or None where the rule is not a plan (an op
-    without one, or a proposal that replaces the op's rule outright)."""
-    if op not in PLANS or cfg.rules.ops.get(op) is not None or OPS[op] is not _PLANNED[op]:
+    without one, or a rule replaced by a proposal or patched into OPS)."""
+    if op not in PLANS or not builtin(cfg, op):
         return None
     return globals()[PLANS[op]]
 
