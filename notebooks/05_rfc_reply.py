@@ -59,9 +59,23 @@ show(pre(text))
 show(html)
 
 # %% [markdown]
+# ## What a VMM can recover from
+# The seed's argument against populate-converts is about information: populate would
+# inherit conversion's failures while the platform ioctls cannot say where or why it
+# stopped. Each proposal's reference VMM sees only what its calls return; it resumes
+# partial progress, retries what the uAPI documents as transient and stops on anything
+# else. Its counterexample marks what it cannot see as `[other]`; the table lists every
+# failing outcome with the causes behind it, and "guessing" where they need different
+# recoveries (docs/domain.md, "What a VMM can recover from").
+
+# %%
+show(views.recovery_html(platform, series, pages, knobs))
+
+# %% [markdown]
 # ## Summary
 
 # %%
 results = views.reply_data(text, html, platform, series, pages, knobs, proposal, invariant)
+results["recovery"] = views.recovery_data(platform, series, pages, knobs)
 views.save_results(results_path, results)
 show(pre(views.reply_summary(results)))

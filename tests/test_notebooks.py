@@ -218,6 +218,12 @@ def check_reply(data, p, shown):
     if p["proposal"]:
         assert (data["proposal"], data["invariant"]) == (p["proposal"], p["invariant"])
     assert "gml-reply" in shown
+    # what each reference VMM recovers from: the data and the section shown
+    for c in table.columns:
+        r = c.recovery
+        assert data["recovery"][c.proposal]["holds"] == r.holds
+        assert data["recovery"][c.proposal]["gives_up_on"] == r.gives_up_on
+        assert f'class="gml-vmm" data-proposal="{c.proposal}" data-holds="{str(r.holds).lower()}"' in shown
 
 
 def check_variants(data, p, shown):

@@ -7,23 +7,15 @@ calls needed to launch, and the error channels of the calls that can fail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gmemlab.explore import Bounds, Exploration, explore
-from gmemlab.invariants import ALWAYS
-from gmemlab.model.state import TE_VALID, Config, VmState
+from gmemlab.explore.recovery import Recovery, error_information, guessing, vmm_recovers
+from gmemlab.invariants import ALWAYS, launch_complete
+from gmemlab.model.state import Config
 from gmemlab.model.vocab import PROPOSALS
-
-
-def launch_complete(cfg: Config, s: VmState, value: int) -> bool:
-    """A finished launch: finalized, every page loaded with ``value``, measured, held by
-    the TE and usable by the guest, and KVM-private."""
-    if not s.finalized:
-        return False
-    return all(p.private and p.measured and p.te == TE_VALID and p.content == value == p.loaded
-               for p in s.pages)
 
 
 def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
@@ -110,6 +102,8 @@ class Column:
     calls_to_launch: int | None
     launch_path: list | None
     errors: dict
+    recovery: Recovery | None = None      # vmm_recovers: the reference VMM in the product
+    information: dict = field(default_factory=dict)   # error_information: op -> outcomes and causes
 
     def to_json(self) -> dict:
         x = self.exploration
@@ -119,10 +113,17 @@ class Column:
             inv[p.name] = {"holds": cx is None,
                            "counterexample_length": None if cx is None else len(cx),
                            "vacuous": p.pair not in x.witnesses}
+        r = self.recovery
+        if r is not None:
+            inv["vmm_recovers"] = {"holds": r.holds, "vacuous": False,
+                                   "counterexample_length": None if r.holds else len(r.steps)}
         return {"proposal": self.proposal, "states": len(x.states), "transitions": x.transitions,
                 "invariants": inv,
                 "calls_to_launch": self.calls_to_launch, "huge_folio_kept": huge_folio_kept(x),
-                "error_channels": self.errors}
+                "error_channels": self.errors,
+                "vmm_recovers": None if r is None else r.to_json(),
+                "error_information": self.information,
+                "guessing": guessing(self.information)}
 
 
 @dataclass
@@ -154,5 +155,10 @@ def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds()
         cfg = Config(proposal=name, platform=platform, series=series, **knobs)
         x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine, max_states=max_states)
         n, path = calls_to_launch(x)
-        table.columns.append(Column(name, x, n, path, error_channels(x)))
+        # Error information needs two pages (partial progress) and grows with the state
+        # space, not with what it finds: past two pages it is read from two.
+        small = x if bounds.pages <= 2 else explore(cfg, replace(bounds, pages=2), symmetry=symmetry,
+                                                    engine=engine, max_states=max_states)
+        table.columns.append(Column(name, x, n, path, error_channels(x), vmm_recovers(cfg, bounds),
+                                    error_information(small)))
     return table

@@ -41,4 +41,10 @@ ASSUMPTIONS: dict[str, str] = {
                    "clears explicitly only on parts with the partial-write erratum.",
     "A-goal": "'Launched and running' (no_stuck_state's goal) is: launch finalized (snp, tdx) and no "
               "page the TE holds while KVM tracks it as shared.",
+    "A-vmm-transient": "vmm_recovers: the references and allocation failures the VMM cannot see are "
+                       "transient: whoever holds an extra reference drops it eventually, and "
+                       "allocations succeed again. A reference the VMM must drop itself is not modelled.",
+    "A-vmm-documented": "The reference VMM retries only what the uAPI documents as transient (EAGAIN, "
+                        "ENOMEM, EINTR) and resumes a partial populate; any other error stops the launch, "
+                        "as QEMU's launch code does.",
 }

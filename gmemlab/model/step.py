@@ -382,6 +382,16 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
     It stops at the first failing page; the platform turns (error, pages done) into the
     ioctl's return.
     """
+    r = _populate(cfg, s, ev)
+    if isinstance(r, Result):
+        return r
+    post, err, done, effects = r
+    return Result(post, ret(PLATFORMS[cfg.platform].populate_ret(err, done), done=done), effects)
+
+
+def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str | None, int, frozenset]:
+    """populate up to the platform's return: a Result for the checks before the loop,
+    else (state, kvm_gmem_populate's error or None, pages done, effects)."""
     platform = PLATFORMS[cfg.platform]
     if platform.populate_ioctl is None:
         return Result(s, ret("ENOTTY"))  # Assumption A-sw-no-launch: no launch ioctls
@@ -439,8 +449,7 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
             if err:
                 break
         done += 1
-    return Result(s._replace(pages=tuple(pages)),
-                  ret(platform.populate_ret(err, done), done=done), frozenset(effects))
+    return s._replace(pages=tuple(pages)), err, done, frozenset(effects)
 
 
 def _populate_convert(s: VmState, page: Page, ev: dict, busy_errno: str) -> tuple[Page, str | None]:
@@ -615,6 +624,36 @@ def plan_of(cfg: Config, op: str):
     if op not in PLANS or not builtin(cfg, op):
         return None
     return globals()[PLANS[op]]
+
+
+def cause(cfg: Config, s: VmState, ev: dict) -> str | None:
+    """Why the call failed, in the kernel's own terms, or None if it did not fail.
+
+    What a caller is told is not always why: the platform ioctls turn
+    kvm_gmem_populate's error into their own return (snp_launch_update: EIO for any
+    error on the first page, 0 with partial progress after it; sev.c), so for populate
+    the cause is the error inside kvm_gmem_populate and a populate that stopped short
+    failed even when it returns 0. For every other call, and for a populate rule a
+    proposal replaces, the cause is the errno (or signal) the call returns.
+
+    >>> from gmemlab.model.state import Config, VmState
+    >>> cfg = Config(proposal="populate-converts", platform="snp")
+    >>> s = step(cfg, VmState(), {"op": "create_gmem", "size": 4096, "flags": ("MMAP", "INIT_SHARED")}).state
+    >>> s = step(cfg, s, {"op": "pin", "offset": 0, "size": 4096}).state
+    >>> pop = {"op": "populate", "offset": 0, "size": 4096, "src": None}
+    >>> step(cfg, s, pop).outcome["ret"], cause(cfg, s, pop)
+    ('EIO', 'EAGAIN')
+    """
+    if s.created and ev["op"] == "populate" and builtin(cfg, "populate"):
+        r = _populate(cfg, s, ev)
+        if not isinstance(r, Result):
+            return r[1]
+    else:
+        r = step(cfg, s, ev)
+    out = r.outcome
+    if out.get("ret", 0) != 0:
+        return out["ret"]
+    return out.get("signal") or out.get("exception")
 
 
 def step(cfg: Config, s: VmState, ev: dict) -> Result:

@@ -55,22 +55,8 @@ def sources_html(items: list[tuple[str, str]], title: str = "Sources", collapsed
 
 # --- the comparison matrix ----------------------------------------------------------------
 
-def cell_text(inv: dict) -> str:
-    """'holds', 'holds*' (vacuous) or 'BROKEN n' for one invariant of one column."""
-    if inv["holds"]:
-        return "holds*" if inv["vacuous"] else "holds"
-    return f"BROKEN {inv['counterexample_length']}"
-
-
-def matrix_rows(table) -> list[tuple[str, list[str]]]:
-    """The matrix as (row name, one cell per proposal): the values the HTML and tests share."""
-    cols = [c.to_json() for c in table.columns]
-    rows = [("states", [f"{c['states']:,}" for c in cols]),
-            ("transitions", [f"{c['transitions']:,}" for c in cols]),
-            ("calls to launch", ["-" if c["calls_to_launch"] is None else str(c["calls_to_launch"])
-                                 for c in cols])]
-    rows += [(p.name, [cell_text(c["invariants"][p.name]) for c in cols]) for p in ALWAYS]
-    return rows
+# One source of the matrix's rows and cells (text, HTML and the reply show the same).
+from gmemlab.render.text import cell_text, matrix_rows, recovery_lines  # noqa: E402,F401
 
 
 def compare_html(table, focus: str | None = None, against: str | None = None,
@@ -115,7 +101,7 @@ def compare_html(table, focus: str | None = None, against: str | None = None,
                f"knobs: {esc(knobs)}")
     if fi is not None and ai is not None and fi != ai:
         caption += (f". Focus <b>{esc(names[fi])}</b> against <b>{esc(names[ai])}</b>: "
-                    f"{differs} of {len(ALWAYS)} invariants differ")
+                    f"{differs} of {sum(1 for label, _ in rows if label in PROPERTIES)} invariants differ")
     srcs = [(f"proposal {n}", proposal_source(n)) for n in names]
     srcs += config_sources(table.platform, table.series, table.knobs)
     return (f'<div class="gml-matrix" data-focus="{esc(focus or "")}" data-against="{esc(against or "")}" '
@@ -127,9 +113,18 @@ def compare_html(table, focus: str | None = None, against: str | None = None,
             '<div style="font-size:85%">holds* = holds, but what it speaks of never happens here; '
             "BROKEN n = the shortest counterexample has n calls (hover a row for the claim and "
             "its source).</div>"
+            + recovery_html(table) +
             f'<div style="font-size:85%">error channels (errno@offset: says where it stopped; '
             f'+done: how many pages it did)<ul>{"".join(errs)}</ul></div>'
             + (sources_html(srcs, collapsed=sources == "collapsed") if sources else "") + "</div>")
+
+
+def recovery_html(table) -> str:
+    """Where each reference VMM gives up, and the outcomes that leave it guessing."""
+    lines = recovery_lines(table)
+    if not lines:
+        return ""
+    return f'<pre class="gml-recovery" style="font-size:85%;white-space:pre-wrap">{esc(chr(10).join(lines))}</pre>'
 
 
 # --- steps and verdicts -------------------------------------------------------------------

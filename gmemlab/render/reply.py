@@ -17,7 +17,7 @@ import re
 import textwrap
 
 from gmemlab.invariants import ALWAYS, PROPERTIES
-from gmemlab.render.text import WIDTH, steps_text, wrap
+from gmemlab.render.text import WIDTH, matrix_rows, recovery_lines, steps_text, wrap
 
 LORE = "https://lore.kernel.org/r/"
 SUBJECT = "Re: [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for KVM_SET_MEMORY_ATTRIBUTES2"
@@ -190,12 +190,65 @@ def conclusion(table) -> str:
         others = _and(f"{w} {v}" for w, v in launch.items() if v != fewest)
         parts.append(f"The fewest calls that launch every page in place: {_and(best)}, "
                      f"{fewest} ({others}).")
+    parts += _recovery_words(table)
     vac = [p.name for p in ALWAYS if all(p.pair not in c.exploration.witnesses for c in table.columns)
            and not any(p.name in broken[c.proposal] for c in table.columns)]
     if vac:
         parts.append(f"{_and(vac)} {'holds' if len(vac) == 1 else 'hold'} only vacuously "
                      "here: what it speaks of never happens.")
     return wrap(" ".join(parts))
+
+
+def _recovery_words(table) -> list[str]:
+    """The sentences on vmm_recovers: whose reference VMM gets the VM launched whatever
+    failed, and on what outcome the others give up, with the causes it stands for."""
+    cols = [c for c in table.columns if c.recovery is not None]
+    if not cols:
+        return []
+    ok = [c.proposal for c in cols if c.recovery.holds]
+    bad = [c for c in cols if not c.recovery.holds]
+    if not bad:
+        return [("Every proposal's" if len(ok) > 1 else f"{ok[0]}'s") + " reference VMM, which sees "
+                "only what its calls return, gets the VM launched whatever failed on the way."]
+    out = []
+    if ok:
+        out.append(f"A VMM that sees only what its calls return recovers from every failure "
+                   f"under {_and(ok)}, but not under {_and(c.proposal for c in bad)}:")
+    else:
+        out.append("A VMM that sees only what its calls return does not recover under any proposal:")
+    clauses = []
+    for c in bad:
+        why = [g.split(": ", 1)[1] for g in guessing_of(c) if g.startswith(c.recovery.gives_up_on)]
+        clauses.append(f"{c.proposal}'s VMM gives up on {c.recovery.gives_up_on}"
+                       + (f", which stands for {why[0]}" if why else ""))
+    out.append("; ".join(clauses) + ".")
+    return out
+
+
+def guessing_of(col) -> list[str]:
+    from gmemlab.explore.recovery import guessing
+    return guessing(col.information)
+
+
+def _recovery_finding_text(table, col) -> list[str]:
+    """The finding for a proposal whose reference VMM does not recover: the seed's words,
+    the steps (marking what the VMM does not see), the outcomes that leave it guessing."""
+    from gmemlab.render.text import actor_steps_text
+    r = col.recovery
+    out = _quote(seed_quote(PROPERTIES["vmm_recovers"].source)) + [""]
+    out.append(wrap(f"Counterexample: under {col.proposal}, a VMM that sees only what its "
+                    f"calls return ({', '.join(r.to_json()['policy'])}) cannot get the VM launched: "
+                    f"it gives up on {r.gives_up_on} after {len(r.steps)} steps "
+                    "([other]: what the VMM does not see):"))
+    out.append("")
+    out.append(actor_steps_text(r.steps, "  "))
+    g = guessing_of(col)
+    if g:
+        out += ["", wrap("The outcomes that stand for causes needing different recoveries:")]
+        out += [wrap(line, "  ") for line in g]
+    out += ["", "  gmemlab compare" + f" --platform {table.platform} --series {table.series}"
+            + f" --pages {table.bounds.pages} --json"]
+    return out
 
 
 def _reproduce(table, prop: str, knobs: list[str]) -> list[str]:
@@ -252,25 +305,13 @@ def _proposal_source(name: str) -> str:
 
 # --- the matrix, without what every proposal shares -----------------------------------------
 
-def _cell(col, name: str) -> str:
-    inv = col.to_json()["invariants"][name]
-    if inv["holds"]:
-        return "holds*" if inv["vacuous"] else "holds"
-    return f"BROKEN {inv['counterexample_length']}"
-
-
 def matrix_text(table) -> list[str]:
     """The comparison matrix, 72 columns, without the rows identical across proposals
     (with a single proposal, every row), then the error channels that differ."""
     name_w, col_w = 31, 13
     per = (WIDTH - name_w) // col_w
     cols = table.columns
-    rows = [("states", [f"{len(c.exploration.states):,}" for c in cols]),
-            ("calls to launch", [c.calls_to_launch if c.calls_to_launch is not None else "-" for c in cols])]
-    kept = [c.to_json()["huge_folio_kept"] for c in cols]
-    if any(k is not None for k in kept):
-        rows.append(("huge folio kept at launch", ["-" if k is None else ("yes" if k else "no") for k in kept]))
-    rows += [(p.name, [_cell(c, p.name) for c in cols]) for p in ALWAYS]
+    rows = [r for r in matrix_rows(table) if r[0] != "transitions"]
     differ = [r for r in rows if len(cols) < 2 or len({str(x) for x in r[1]}) > 1]
     same = [r for r in rows if r not in differ]
     out = []
@@ -359,7 +400,7 @@ def reply_text(table, proposal: str | None = None, invariant: str | None = None,
     fs = findings(table, proposal, invariant)
     variants = [c.proposal for c in table.columns if c.proposal not in PROPOSALS]
     out = [conclusion(table), ""]
-    if fs:
+    if fs or any(c.recovery is not None and not c.recovery.holds for c in table.columns):
         out.append(wrap(f"Quoted lines ('>') are from the question [1] ({SEED_WHO}). "
                         "One finding per broken invariant, each with its shortest "
                         "counterexample as numbered calls and the command that finds it."))
@@ -367,14 +408,19 @@ def reply_text(table, proposal: str | None = None, invariant: str | None = None,
     for f in fs:
         out.append("")
         out += _finding_text(table, f, cache)
+    for c in table.columns:
+        if c.recovery is not None and not c.recovery.holds:
+            out.append("")
+            out += _recovery_finding_text(table, c)
     what = ("The three proposals" if not variants else
             "The proposals (the three built-ins and " + ", ".join(variants) + ")")
     out += ["", wrap(f"{what} side by side, as modelled by gmemlab:"), ""]
     out += matrix_text(table)
-    if not fs:
+    if not fs and all(c.recovery is None or c.recovery.holds for c in table.columns):
         out += ["", wrap("No invariant breaks for any proposal at this size.")]
     out += ["", "Sources:"]
-    out += _cited(table, [f["invariant"] for f in fs], in_reply_to)
+    stuck = ["vmm_recovers"] if any(c.recovery is not None and not c.recovery.holds for c in table.columns) else []
+    out += _cited(table, [f["invariant"] for f in fs] + stuck, in_reply_to)
     text = "\n".join(out) + "\n"
     assert not too_wide(text), "reply wider than 72 columns"
     return text
@@ -431,7 +477,43 @@ def reply_html(table, proposal: str | None = None, invariant: str | None = None,
         parts.append(steps_html(cx))
         notes = {len(cx) - 1: [inv]} if inv == "no_stuck_state" else None
         parts.append(lanes_html(compute(cfg, cx, notes=notes)))
+    parts.append(recovery_html(table))
     parts.append(sources_html(_sources(table, pick and pick[0], pick and pick[1])))
     parts.append("<details><summary>plain text</summary>" + pre(reply_text(table, proposal, invariant))
                  + "</details></div>")
     return "".join(parts)
+
+
+def recovery_html(table) -> str:
+    """What each proposal's reference VMM recovers from: its verdict, the steps and lanes
+    of its counterexample ([other]: what the VMM does not see), and the error information
+    of every call that fails (outcome, causes, whether they need different recoveries)."""
+    from gmemlab.render.html import esc
+    from gmemlab.render.lanes import compute, lanes_html
+    from gmemlab.render.text import actor_steps_text, call_text
+    cols = [c for c in table.columns if c.recovery is not None]
+    if not cols:
+        return ""
+    parts = ['<div class="gml-recovery-section"><h4>What a VMM can recover from</h4>',
+             f"<p>{esc(PROPERTIES['vmm_recovers'].claim)}: the reference VMM of each proposal "
+             "sees only what its calls return; an extra reference or a failed allocation "
+             "(<code>[other]</code>) may come between its calls and goes away eventually.</p>"]
+    for c in cols:
+        r = c.recovery
+        d = r.to_json()
+        verdict = "recovers from every failure" if r.holds else f"gives up on <code>{esc(r.gives_up_on)}</code>"
+        parts.append(f'<div class="gml-vmm" data-proposal="{esc(c.proposal)}" data-holds="{str(r.holds).lower()}">'
+                     f"<p><b>{esc(c.proposal)}</b> ({esc(', '.join(d['policy']))}): {verdict}.</p>")
+        if not r.holds:
+            parts.append(f"<pre>{esc(actor_steps_text(r.steps))}</pre>")
+            calls = [("" if who == "vmm" else f"[{who}] ") + call_text(ev) for who, ev in r.steps]
+            parts.append(lanes_html(compute(r.config, r.counterexample), calls))
+        rows = "".join(
+            f'<tr data-guessing="{str(row["guessing"]).lower()}"><td><code>{esc(op)}</code></td>'
+            f"<td><code>{esc(row['outcome'])}</code></td><td>{esc(', '.join(row['causes']))}</td>"
+            f"<td>{esc('; '.join(row['recoveries']))}</td>"
+            f"<td>{'<b>guessing</b>' if row['guessing'] else ''}</td></tr>"
+            for op, rs in c.information.items() for row in rs)
+        parts.append('<table class="gml-errinfo" style="font-size:90%"><tr><th>call</th><th>outcome</th>'
+                     f"<th>causes</th><th>recoveries they need</th><th></th></tr>{rows}</table></div>")
+    return "".join(parts) + "</div>"

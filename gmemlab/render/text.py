@@ -87,6 +87,18 @@ def steps_text(events: list[dict], indent: str = "  ") -> str:
     return "\n".join(lines)
 
 
+def actor_steps_text(steps: list, indent: str = "  ") -> str:
+    """Numbered (actor, event) steps: a step of another actor than the VMM is marked
+    with its name in brackets."""
+    lines = []
+    for n, (who, ev) in enumerate(steps, 1):
+        mark = "" if who == "vmm" else f"[{who}] "
+        fail = f" [{ev['fail']} inside]" if ev.get("fail") else ""
+        lines.append(wrap(f"{n}. {mark}{call_text(ev)}{fail} = {outcome_text(ev.get('expect', {}))}",
+                          indent).replace("\n" + indent, "\n" + indent + "   "))
+    return "\n".join(lines)
+
+
 def explore_text(x) -> str:
     from gmemlab.invariants import ALWAYS
     cfg, b = x.config, x.bounds
@@ -107,17 +119,59 @@ def explore_text(x) -> str:
     return "\n".join(out) + "\n"
 
 
-def _cell(col, name: str) -> str:
-    inv = col.to_json()["invariants"][name]
+def cell_text(inv: dict) -> str:
+    """'holds', 'holds*' (vacuous) or 'BROKEN n' for one invariant of one column."""
     if inv["holds"]:
         return "holds*" if inv["vacuous"] else "holds"
     return f"BROKEN {inv['counterexample_length']}"
 
 
+GUESSING_ROW = "failures it cannot attribute"
+
+
+def matrix_rows(table) -> list[tuple[str, list[str]]]:
+    """The comparison matrix as (row name, one cell per proposal), the one source of its
+    rows for text, HTML and the reply: sizes, calls to launch, the huge-folio metric
+    (with its knob), every invariant, vmm_recovers, and how many failing outcomes leave
+    the reference VMM guessing between causes that need different recoveries."""
+    from gmemlab.invariants import ALWAYS
+    cols = [c.to_json() for c in table.columns]
+    rows = [("states", [f"{c['states']:,}" for c in cols]),
+            ("transitions", [f"{c['transitions']:,}" for c in cols]),
+            ("calls to launch", ["-" if c["calls_to_launch"] is None else str(c["calls_to_launch"])
+                                 for c in cols])]
+    if any(c["huge_folio_kept"] is not None for c in cols):
+        rows.append(("huge folio kept at launch", ["-" if c["huge_folio_kept"] is None else
+                                                   ("yes" if c["huge_folio_kept"] else "no") for c in cols]))
+    rows += [(p.name, [cell_text(c["invariants"][p.name]) for c in cols]) for p in ALWAYS]
+    if all("vmm_recovers" in c["invariants"] for c in cols):
+        rows.append(("vmm_recovers", [cell_text(c["invariants"]["vmm_recovers"]) for c in cols]))
+        rows.append((GUESSING_ROW, [str(len(c["guessing"])) if c["guessing"] else "none" for c in cols]))
+    return rows
+
+
+def recovery_lines(table) -> list[str]:
+    """Under the matrix: where each reference VMM gives up, and which failing outcomes
+    share causes that need different recoveries."""
+    out = []
+    for c in table.columns:
+        d = c.to_json()
+        r = d["vmm_recovers"]
+        if r is None:
+            continue
+        what = ("recovers from every failure" if r["holds"] else
+                f"gives up on {r['gives_up_on']} ({r['counterexample_length']} steps)")
+        out.append(wrap(f"{c.proposal}: the reference VMM ({', '.join(r['policy'])}) {what}.", "  "))
+        for g in d["guessing"]:
+            out.append(wrap(f"guessing: {g}", "    "))
+    if not out:
+        return []
+    return ["What the reference VMM recovers from (it sees only what its calls", "return):"] + out
+
+
 def compare_text(table) -> str:
     """The comparison matrix, 72 columns: one column per proposal, three side by side
     (a fourth proposal, a registered variant, starts a second block of the matrix)."""
-    from gmemlab.invariants import ALWAYS
     from gmemlab.model.vocab import KNOBS
     name_w, col_w = 31, 13
     per = (WIDTH - name_w) // col_w
@@ -128,13 +182,17 @@ def compare_text(table) -> str:
     def row(label, cells):
         return (label.ljust(name_w) + "".join(str(c).ljust(col_w) for c in cells)).rstrip()
 
+    rows = matrix_rows(table)
     for start in range(0, len(table.columns), per):
         if start:
             out.append("")
-        out += _matrix_block(table.columns[start:start + per], row, col_w, ALWAYS)
+        out += matrix_block(table.columns, rows, slice(start, start + per), row, col_w)
     out.append("")
     out.append("holds* = holds, but what it speaks of never happens here;")
     out.append("BROKEN n = shortest counterexample has n calls.")
+    rec = recovery_lines(table)
+    if rec:
+        out += [""] + rec
     out.append("")
     out.append("error channels (errno@offset: says where it stopped; +done:")
     out.append("says how many pages it did):")
@@ -145,19 +203,9 @@ def compare_text(table) -> str:
     return "\n".join(out) + "\n"
 
 
-def _matrix_block(cols, row, col_w: int, always) -> list[str]:
-    out = []
-    # each name over as many lines as it needs, broken after a hyphen
-    heads = [textwrap.wrap(c.proposal, col_w - 1, break_on_hyphens=True) or [""] for c in cols]
-    for i in range(max(len(h) for h in heads)):
-        out.append(row("", [h[i] if i < len(h) else "" for h in heads]))
-    out.append(row("states", [f"{len(c.exploration.states):,}" for c in cols]))
-    out.append(row("transitions", [f"{c.exploration.transitions:,}" for c in cols]))
-    out.append(row("calls to launch", [c.calls_to_launch if c.calls_to_launch is not None else "-"
-                                       for c in cols]))
-    kept = [c.to_json()["huge_folio_kept"] for c in cols]
-    if any(k is not None for k in kept):
-        out.append(row("huge folio kept at launch", ["-" if k is None else ("yes" if k else "no") for k in kept]))
-    for p in always:
-        out.append(row(p.name, [_cell(c, p.name) for c in cols]))
-    return out
+def matrix_block(cols, rows, part: slice, row, col_w: int) -> list[str]:
+    """The columns ``part`` of the matrix: the proposal names over as many lines as they
+    need (broken after a hyphen), then the rows."""
+    heads = [textwrap.wrap(c.proposal, col_w - 1, break_on_hyphens=True) or [""] for c in cols[part]]
+    out = [row("", [h[i] if i < len(h) else "" for h in heads]) for i in range(max(len(h) for h in heads))]
+    return out + [row(label, cells[part]) for label, cells in rows]
