@@ -238,6 +238,43 @@ def cmd_explore(args) -> int:
     return EXIT_FAIL if broken else EXIT_OK
 
 
+def cmd_query(args) -> int:
+    from gmemlab.explore import explore
+    from gmemlab.explore.queries import differing_counterexample, distinct_counterexamples
+    from gmemlab.model.state import Config
+    from gmemlab.render.query_views import question
+    from gmemlab.render.text import steps_text
+    from gmemlab.traces.format import event_json
+
+    if args.differ_from is not None and args.distinct != 1:
+        raise UsageError("--distinct and --differ-from do not combine: --differ-from gives one counterexample")
+    cfg = Config(proposal=args.proposal, platform=args.platform, series=args.series, **_knobs(args))
+    bounds = _bounds(args)
+    _check_estimate(args, [args.proposal])
+    x = explore(cfg, bounds, symmetry=not args.no_symmetry, progress=not args.json and sys.stderr.isatty(),
+                engine=args.engine, max_states=args.max_states)
+    ask = {"ends_with": args.ends_with, "through": args.through}
+    if args.differ_from is not None:
+        cx = differing_counterexample(x, args.differ_from, args.invariant, **ask)
+        found = [] if cx is None else [cx]
+    else:
+        found = distinct_counterexamples(x, args.invariant, args.distinct, **ask)
+    q = question(args.ends_with or "", args.through or "", args.distinct, args.differ_from or "")
+    if args.json:
+        _emit(_json_text({"proposal": args.proposal, "invariant": args.invariant, "question": q,
+                          "counterexamples": [[event_json(e) for e in cx] for cx in found]}))
+    else:
+        lines = [f"{cfg.label()}, {bounds.pages} page(s): {args.invariant}: {q}"]
+        for k, cx in enumerate(found, 1):
+            lines += [f"  {k}. {len(cx)} steps", steps_text(cx, "      ")]
+        _emit("\n".join(lines + ([] if found else ["  none"])) + "\n")
+    if x.incomplete:
+        print(f"gmemlab query: incomplete: {len(x.states):,} states explored, stopped at --max-states "
+              f"{args.max_states:,}; the answers are among those states only", file=sys.stderr)
+    # 1: a counterexample answers (a finding, as explore), 0: none does
+    return EXIT_FAIL if found else EXIT_OK
+
+
 def _check_estimate(args, proposals) -> None:
     """Refuse, before any work, an exploration estimated beyond --max-states."""
     from gmemlab.explore.estimate import describe, estimate_states
@@ -448,6 +485,33 @@ def build_parser() -> argparse.ArgumentParser:
     _explore_options(e)
     e.set_defaults(func=cmd_explore)
 
+    from gmemlab.model.events import FIELDS as OPS   # the trace's ops (the parser imports no numpy)
+    qp = sub.add_parser(
+        "query", help="the shortest counterexample that ends in a call, passes a state, or differs",
+        description="Explore as explore does, then ask for particular counterexamples of one invariant "
+                    "(docs/queries.md): ending in a given call, passing a given state first, several "
+                    "that differ in their violating call, or one whose calls do not break the "
+                    "invariant under another proposal. Exit 1 when a counterexample answers, 0 when "
+                    "none does, 2 on bad input.",
+        epilog=_epilog("gmemlab query host_never_touches_te_private --proposal userspace-converts "
+                       "--pages 1 --ends-with host_read --through after_populate",
+                       "gmemlab query host_never_touches_te_private --proposal userspace-converts --distinct 3",
+                       "gmemlab query te_private_implies_kvm_private --proposal userspace-converts "
+                       "--differ-from private-first --json"))
+    qp.add_argument("invariant", metavar="INVARIANT", help="the invariant asked about (not no_stuck_state)")
+    _proposal_option(qp)
+    qp.add_argument("--ends-with", metavar="OP",
+                    help="the violating call's op: " + ", ".join(OPS))
+    qp.add_argument("--through", metavar="PRED",
+                    help="a state the path passes before its violating call: a predicate of "
+                         "docs/queries.md (after_populate, after_finalize, ...; a bad name lists them)")
+    qp.add_argument("--distinct", type=int, default=1, metavar="K",
+                    help="up to K counterexamples that differ in their violating call")
+    qp.add_argument("--differ-from", metavar="PROPOSAL",
+                    help="one whose calls, replayed under this proposal, do not break the invariant")
+    _explore_options(qp)
+    qp.set_defaults(func=cmd_query)
+
     m = sub.add_parser(
         "compare", help="every proposal side by side",
         description="Explore every proposal (the built-ins, then the variants --variants loads) on the "
@@ -567,8 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the trace (a counterexample, or any trace whose events all carry \"expect\") "
                     "as a standalone C selftest in the style of tools/testing/selftests/kvm/x86/"
                     "guest_memfd_conversions_test.c: the same calls in the same order, each outcome "
-                    "asserted. Exit 2 on a trace it cannot express (populate, finalize, guest accesses), "
-                    "naming the line.",
+                    "asserted; populate and finalize are the SNP/TDX launch ioctls, guest accesses on "
+                    "sw_protected/default run real-mode code on a vCPU. Exit 2 on a trace it cannot express "
+                    "(guest_accept, guest events on SNP/TDX, launch ops on other VM types), naming the line.",
         epilog=_epilog("gmemlab selftest cx.jsonl -o host_touches_te_private_test.c",
                        "gmemlab selftest data/traces/selftests/fault_private.jsonl --vm default -o t.c "
                        "&& gcc -Wall -Werror -o t t.c && ./t"))

@@ -29,6 +29,11 @@
 #   `gmemlab check-trace FILE --proposal P` (no_stuck_state is a property of the whole
 #   graph: a replay shows the path to the stuck state, not the verdict).
 # Each invariant cites the message or selftest behind it (gmemlab/invariants.py).
+#
+# Then the queries a reply asks for (docs/queries.md): per invariant, up to `distinct`
+# counterexamples that differ in their violating call, those ending in an `ends_with`
+# call, those passing a `through` state first; with `differ_from`, the ones whose
+# calls do not break the invariant under that other proposal, both ways.
 
 # %% tags=["parameters"]
 platform = "snp"             # sw_protected | snp | tdx
@@ -36,6 +41,11 @@ series = "v8"                # v5 | v7 | v8
 pages = 1                    # pages of the guest_memfd
 proposals = "all"            # "all" or a list, e.g. ["userspace-converts"]
 knobs = []                   # e.g. ["refuse_unprepared_populate"]
+invariant = ""               # queries: the invariant asked about; empty: each one broken
+ends_with = ""               # queries: the violating call's op, e.g. host_read; empty: any
+through = ""                 # queries: after_populate, after_finalize, pinned, host_mapped_private
+distinct = 2                 # queries: how many, differing in their violating call
+differ_from = ""             # queries: another proposal, e.g. private-first; empty: none
 results_path = ""            # where to write the results as JSON (papermill, tests)
 
 # %%
@@ -58,6 +68,27 @@ show(views.counterexamples_html(found))
 
 # %%
 show(pre(views.counterexamples_text(found)))
+
+# %% [markdown]
+# ## Queries
+# The question above each group; every answer is a shortest counterexample for what it
+# asks, shown as the ones above (steps, lanes, trace file).
+
+# %%
+from gmemlab.render import query_views
+
+answers = query_views.answers(names, platform, series, pages, knobs, invariant, ends_with, through,
+                              distinct, differ_from)
+show(query_views.answers_html(answers))
+
+# %% [markdown]
+# ### Ask interactively
+# The same questions as controls (needs a running kernel to answer a change).
+
+# %%
+from gmemlab.render.query_panel import query_panel
+
+query_panel(names, platform, series, pages, knobs)
 
 # %% [markdown]
 # ## Summary

@@ -16,7 +16,7 @@ from gmemlab.explore import Bounds, explore
 from gmemlab.invariants import INVARIANT_NAMES, SOMETIMES
 from gmemlab.model import vocab
 from gmemlab.model.state import Config
-from gmemlab.render.selftest import NOT_USERSPACE, render, render_file
+from gmemlab.render.selftest import GUEST_OPS, NOT_ON_CVM, NOT_USERSPACE, render, render_file
 from gmemlab.traces.format import dumps, loads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +87,8 @@ def _render_or_refuse(text: str, path: str):
     except InputError as e:
         assert e.path == path and isinstance(e.line, int) and e.line >= 2, str(e)
         ev = next(ev for ev in events if ev["line"] == e.line)
-        assert ev["op"] in NOT_USERSPACE or ev["op"] in ("pin", "unpin"), str(e)
+        assert ev["op"] in NOT_USERSPACE or ev["op"] in NOT_ON_CVM or ev["op"] in GUEST_OPS \
+            or ev["op"] in ("pin", "unpin"), str(e)
         assert ev["op"] in str(e)
         return None
 
@@ -125,7 +126,8 @@ def test_every_expressible_selftest_trace_builds(tmp_path):
 def _runnable(path: str) -> bool:
     with open(path, encoding="utf-8") as f:
         _, events = loads(f.read(), path)
-    return all(ev["op"] not in NOT_USERSPACE and ev["op"] != "set_attributes" for ev in events)
+    return all(ev["op"] not in NOT_USERSPACE and ev["op"] != "set_attributes" and not ev.get("private")
+               for ev in events)
 
 
 PIN_TRACE = "\n".join(json.dumps(x) for x in [
@@ -201,14 +203,29 @@ def test_refusals_name_the_line():
     create = {"op": "create_gmem", "size": 8192, "flags": ["MMAP"], "expect": {"ret": 0}}
     e = refuse([create, {"op": "host_read", "offset": 0}])
     assert e.line == 3 and "expect" in e.problem
-    e = refuse([create, {"op": "guest_read", "offset": 0, "private": True, "expect": {"ok": True}}])
+    default = dict(HEADER, platform="default")
+    e = refuse([create, {"op": "guest_read", "offset": 0, "private": True, "expect": {"ok": True}}], default)
+    assert e.line == 3 and "no private view" in e.problem
+    e = refuse([{"op": "create_gmem", "size": 8192, "expect": {"ret": 0}},
+                {"op": "guest_read", "offset": 0, "private": False, "expect": {"ok": True}}], default)
+    assert e.line == 3 and "without MMAP" in e.problem
+    e = refuse([create, {"op": "guest_accept", "offset": 0, "size": 4096, "expect": {"ok": True}}])
     assert e.line == 3 and "not a userspace call" in e.problem
+    for platform in ("snp", "tdx"):
+        e = refuse([create, {"op": "guest_read", "offset": 0, "private": True, "expect": {"ok": True}}],
+                   dict(HEADER, platform=platform))
+        assert e.line == 3 and f"not expressible on {platform}" in e.problem
     e = refuse([create, {"op": "finalize", "expect": {"ret": 0}}])
     assert e.line == 3
     e = refuse([create, {"op": "unpin", "offset": 0, "size": 4096, "expect": {"ret": 0}}])
     assert e.line == 3 and "no pin" in e.problem
-    e = refuse([create], dict(HEADER, platform="snp"))
-    assert e.line == 1 and "snp" in e.problem
+    h, evs = loads("\n".join(json.dumps(x) for x in [HEADER, create]) + "\n", "t.jsonl")
+    with pytest.raises(InputError) as ei:
+        render(dict(h, platform="cca"), evs, "t.jsonl")   # a platform the reader does not know yet
+    assert ei.value.line == 1 and "cca" in ei.value.problem
+    e = refuse([create, {"op": "populate", "offset": 0, "size": 100, "src": None, "expect": {"ret": 0}}],
+               dict(HEADER, platform="tdx"))
+    assert e.line == 3 and "unaligned" in e.problem
 
 
 def test_set_attributes_asserts_ret_and_error_offset():
@@ -223,3 +240,108 @@ def test_set_attributes_asserts_ret_and_error_offset():
     assert "set_attributes(0x0ULL, 0x2000ULL, KVM_MEMORY_ATTRIBUTE_PRIVATE, 0, &error_offset);" in c
     assert "assert_ret(r, -EAGAIN);" in c and "TEST_ASSERT_EQ(error_offset, 0x1000ULL);" in c
     assert "#define TRACE_VM_TYPE KVM_X86_SW_PROTECTED_VM" in c
+
+
+def _trace(header: dict, events: list) -> tuple:
+    text = "\n".join(json.dumps(x) for x in [header, *events]) + "\n"
+    return loads(text, "t.jsonl")
+
+
+LAUNCH = [
+    {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+    {"op": "host_write", "offset": 0, "value": "K", "expect": {"ok": True}},
+    {"op": "set_attributes", "offset": 0, "size": 8192, "attributes": "private", "flags": [], "expect": {"ret": 0}},
+    {"op": "populate", "offset": 0, "size": 8192, "src": None, "expect": {"ret": 0, "done": 2}},
+    {"op": "populate", "offset": 4096, "size": 4096, "src": "buffer", "value": "L",
+     "expect": {"ret": "EIO", "done": 0}},
+    {"op": "finalize", "expect": {"ret": 0}},
+]
+
+
+def test_launch_ioctls_on_snp_and_tdx(tmp_path):
+    """populate and finalize become the platform's launch ioctls, their errno and the
+    range the kernel writes back asserted; the program builds, and skips where the VM
+    type is absent."""
+    for platform in ("snp", "tdx"):
+        h, evs = _trace(dict(HEADER, platform=platform), LAUNCH)
+        c = render(h, evs, f"{platform}_launch.jsonl")
+        assert c == render(h, evs, f"{platform}_launch.jsonl")     # same input, same bytes
+        assert "r = populate(0x0ULL, 0x2000ULL, 0, 0x00);" in c
+        assert "r = populate(0x1000ULL, 0x1000ULL, 1, 0x4c);" in c
+        assert "assert_ret(r, -EIO);" in c and "r = finalize();" in c
+        if platform == "snp":
+            assert "KVM_SEV_SNP_LAUNCH_UPDATE" in c and "KVM_SEV_SNP_LAUNCH_FINISH" in c
+            assert "TEST_ASSERT_EQ(snp_update.gfn_start, 0x2ULL);" in c
+            assert "TEST_ASSERT_EQ(snp_update.len, 0x0ULL);" in c
+            assert "\tsnp_setup();" in c and "#define TRACE_VM_TYPE KVM_X86_SNP_VM" in c
+        else:
+            assert "KVM_TDX_INIT_MEM_REGION" in c and "KVM_TDX_FINALIZE_VM" in c
+            assert "TEST_ASSERT_EQ(tdx_region.gpa, 0x2000ULL);" in c
+            assert "TEST_ASSERT_EQ(tdx_region.nr_pages, 0x0ULL);" in c
+            assert "TEST_ASSERT_EQ(tdx_region.gpa, 0x1000ULL);" in c   # the EIO: nothing added
+            assert "\ttdx_setup();" in c and "#define TRACE_VM_TYPE KVM_X86_TDX_VM" in c
+        exe = build(c, tmp_path, f"{platform}_launch")
+        if os.path.exists("/dev/kvm"):
+            r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+            assert r.returncode in (0, 1, 4), r.stdout + r.stderr
+            if r.returncode == 4:
+                assert r.stdout.startswith("SKIP: "), r.stdout
+
+
+GUEST_TRACE = [
+    {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+    {"op": "host_write", "offset": 4096, "value": "A", "expect": {"ok": True}},
+    {"op": "guest_read", "offset": 4097, "private": False, "expect": {"ok": True, "value": "A"}},
+    {"op": "guest_write", "offset": 0, "private": False, "value": "B", "expect": {"ok": True}},
+    {"op": "host_read", "offset": 100, "expect": {"ok": True, "value": "B"}},
+    {"op": "guest_read", "offset": 16384, "private": False, "expect": {"exit": "MMIO"}},
+    {"op": "guest_read", "offset": 0, "private": False, "expect": {"ok": True, "value": "B"}},
+]
+
+
+def test_guest_accesses_run_on_a_default_vm(tmp_path):
+    """guest_read / guest_write: a vCPU runs real-mode code (as gmemlab kvm-run does);
+    with /dev/kvm the program runs on a default VM and every outcome matches."""
+    h, evs = _trace(dict(HEADER, platform="default"), GUEST_TRACE)
+    c = render(h, evs, "guest.jsonl")
+    assert "r = guest_access(0x1001ULL, 0, 0x00, &val);" in c and "assert_exit(r, KVM_EXIT_MMIO);" in c
+    assert "KVM_CREATE_VCPU" in c and "KVM_GET_VCPU_MMAP_SIZE" in c
+    exe = build(c, tmp_path, "guest")
+    if not os.path.exists("/dev/kvm"):
+        if os.environ.get("GMEMLAB_REQUIRE_KVM"):
+            pytest.fail("no /dev/kvm: the guest program did not run (GMEMLAB_REQUIRE_KVM is set)")
+        pytest.skip("no /dev/kvm: the guest program did not run")
+    r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}{r.stderr}"
+    assert r.stdout.startswith("ok guest: 7 event(s)")
+
+
+def test_map_gpa_range_builds(tmp_path):
+    """map_gpa_range: the guest's KVM_HC_MAP_GPA_RANGE, answered by userspace with
+    KVM_SET_MEMORY_ATTRIBUTES2 (built, not run: docs/cli.md says where it runs)."""
+    h, evs = _trace(HEADER, [
+        {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+        {"op": "map_gpa_range", "offset": 100, "size": 4096, "private": True, "expect": {"ret": "EINVAL"}},
+        {"op": "map_gpa_range", "offset": 0, "size": 4096, "private": True, "expect": {"ret": 0}},
+    ])
+    c = render(h, evs, "map.jsonl")
+    assert "r = map_gpa_range(0x64ULL, 0x1000ULL, 1);" in c and "assert_ret(r, -EINVAL);" in c
+    assert "enable_hypercall_exit();" in c and "KVM_EXIT_HYPERCALL" in c
+    build(c, tmp_path, "map")
+
+
+def test_launch_traces_render_up_to_their_guest_events():
+    """The hand-written launch traces: everything up to the first guest event is
+    expressed; a guest access on snp/tdx is refused naming its line."""
+    launch = os.path.join(ROOT, "data", "traces", "launch")
+    for name in sorted(os.listdir(launch)):
+        path = os.path.join(launch, name)
+        with open(path, encoding="utf-8") as f:
+            header, events = loads(f.read(), path)
+        guest = [ev for ev in events if ev["op"] in NOT_ON_CVM]
+        try:
+            render(header, events, path)
+        except InputError as e:
+            assert guest and e.line == guest[0]["line"], (name, str(e))
+        else:
+            assert not guest, name

@@ -20,15 +20,23 @@ from gmemlab.model.state import Config
 from gmemlab.model.vocab import ENGINES
 from gmemlab.spec import Bounds, Spec
 
-__all__ = ["explore", "Bounds", "Spec", "Exploration", "Discovery", "canonical", "map_event", "ENGINES"]
+__all__ = ["explore", "Bounds", "Spec", "Exploration", "Discovery", "canonical", "map_event", "ENGINES",
+           "counterexample_where", "distinct_counterexamples", "differing_counterexample", "PREDICATES"]
 
 
-def explore(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool = True, progress: bool = False,
+def explore(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool = True, progress=False,
             max_states: int = 5_000_000, engine: str = "auto") -> Exploration:
-    """Explore every reachable state of the spec (cfg, bounds); decide every property."""
+    """Explore every reachable state of the spec (cfg, bounds); decide every property.
+    progress: a line on stderr (True), or a callable ``progress(states, frontier, depth,
+    done)`` called after every batch and at the end (gmemlab.explore.search.Progress)."""
     from gmemlab.explore.search import search
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     spec = Spec(cfg, bounds, symmetry=symmetry)
     return search(spec, engine="fast" if engine == "auto" else engine, progress=progress,
                   max_states=max_states)
+
+
+# The counterexample queries read an Exploration; imported last, as they import its module.
+from gmemlab.explore.queries import (PREDICATES, counterexample_where, differing_counterexample,  # noqa: E402
+                                     distinct_counterexamples)

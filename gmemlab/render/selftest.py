@@ -4,13 +4,15 @@ The trace (a counterexample of ``gmemlab explore``, or any gmemlab-trace/1 file 
 events all carry "expect") becomes one C program in the style of the series'
 tools/testing/selftests/kvm/x86/guest_memfd_conversions_test.c: the same calls in the
 same order, each outcome asserted. The program is standalone: its assertion macros are
-its own (the kselftest harness is not needed), and the guest_memfd uAPI it needs comes
-from gmemlab/render/c/gmemlab_uapi.h, copied into the file (guarded by #ifndef, so newer
-installed headers win). It builds with ``gcc -Wall -Werror -o t t.c``; it exits 0 when
-every outcome matches, 1 at the first that does not (naming the trace line), and 4
-(KSFT_SKIP) when the machine lacks /dev/kvm, the VM type, or KVM_SET_MEMORY_ATTRIBUTES2.
+its own (the kselftest harness is not needed), and the uAPI it needs beyond the
+installed <linux/kvm.h> comes from gmemlab/render/c/gmemlab_uapi.h, copied into the
+file (guarded by #ifndef, so newer installed headers win). It builds with
+``gcc -Wall -Werror -o t t.c``; it exits 0 when every outcome matches, 1 at the first
+that does not (naming the trace line), and 4 (KSFT_SKIP) when the machine lacks
+/dev/kvm, the VM type (SNP and TDX included), /dev/sev, KVM_SET_MEMORY_ATTRIBUTES2 or
+the hypercall exit.
 
-What userspace drives on a sw_protected or default VM is expressed:
+What each op becomes:
 
 - create_gmem: KVM_CREATE_GUEST_MEMFD, then KVM_SET_USER_MEMORY_REGION2 binds it to
   memslot 0 at gpa 0 (the trace format's meaning), replacing an older file.
@@ -21,10 +23,30 @@ What userspace drives on a sw_protected or default VM is expressed:
 - punch_hole: fallocate(PUNCH_HOLE | KEEP_SIZE).
 - pin / unpin: a long-term pin without debugfs, as gmemlab kvm-run takes it: each page
   is registered as an io_uring fixed buffer (FOLL_LONGTERM), one ring per page.
+- populate / finalize (snp, tdx): the launch ioctls. SNP: KVM_SEV_INIT2 and
+  KVM_SEV_SNP_LAUNCH_START at set-up, KVM_SEV_SNP_LAUNCH_UPDATE (uaddr 0 for src null,
+  else a buffer holding "value"), KVM_SEV_SNP_LAUNCH_FINISH. TDX: KVM_TDX_CAPABILITIES,
+  KVM_TDX_INIT_VM, a vCPU and KVM_TDX_INIT_VCPU at set-up, KVM_TDX_INIT_MEM_REGION on
+  the vCPU (source_addr 0 for src null), KVM_TDX_FINALIZE_VM. The errno is asserted,
+  and with "done" the range the kernel writes back (gfn_start/len, gpa/nr_pages).
+- guest_read / guest_write (sw_protected, default): a vCPU runs a few bytes of real-mode
+  code from its own memslot one page below 4 GiB, as gmemlab/kvm/runner.py does:
+  ``mov al, [bx]; hlt`` or ``rep stosb; hlt`` with the data segments based at the page.
+  HLT is {"ok"} (the read's byte is the guest's AL), KVM_EXIT_MEMORY_FAULT and
+  KVM_EXIT_MMIO are {"exit"}. On these VM types the guest has no C-bit or shared bit:
+  the kernel takes the view from the page's attribute, so "private" is not a choice of
+  the program (and a private access on a default VM is refused).
+- map_gpa_range (sw_protected, default): the guest issues KVM_HC_MAP_GPA_RANGE with
+  VMCALL; KVM_CAP_EXIT_HYPERCALL brings it to userspace, which answers with
+  KVM_SET_MEMORY_ATTRIBUTES2 as a VMM would; the guest's RAX is the asserted "ret".
 
-populate, finalize, guest_* and map_gpa_range are not userspace calls on these
-platforms (no trusted entity; the vCPU's accesses need a guest program): such a trace
-is an InputError naming the line (exit 2), as is an event without "expect".
+Not expressed (an InputError naming the line, exit 2): guest_accept (PVALIDATE /
+TDG.MEM.PAGE.ACCEPT need a guest program inside the measured image of a launched SNP or
+TDX guest, reporting through the GHCB or a TDVMCALL), and guest accesses or
+map_gpa_range on snp/tdx (the same reason: the host cannot set a protected vCPU's
+registers nor read them back); populate and finalize on sw_protected/default (no launch
+ioctls there); an event without "expect". No counterexample of the explore manifest
+(data/manifest/explore.json) holds any of them: tests/test_selftest_manifest.py checks.
 
 >>> h = {"format": "gmemlab-trace/1", "platform": "sw_protected", "series": "v8", "page_size": 4096}
 >>> from gmemlab.model.events import event
@@ -44,7 +66,9 @@ from typing import Iterable
 from gmemlab.errors import InputError
 
 UAPI_HEADER = Path(__file__).parent / "c" / "gmemlab_uapi.h"
-PLATFORM_VM_TYPES = {"sw_protected": "KVM_X86_SW_PROTECTED_VM", "default": "KVM_X86_DEFAULT_VM"}
+PLATFORM_VM_TYPES = {"sw_protected": "KVM_X86_SW_PROTECTED_VM", "default": "KVM_X86_DEFAULT_VM",
+                     "snp": "KVM_X86_SNP_VM", "tdx": "KVM_X86_TDX_VM"}
+CVM_PLATFORMS = ("snp", "tdx")
 VM_CHOICES = ("platform", "sw_protected", "default")
 GMEM_FLAG_C = {"MMAP": "GUEST_MEMFD_FLAG_MMAP", "INIT_SHARED": "GUEST_MEMFD_FLAG_INIT_SHARED",
                "NO_DIRECT_MAP": "GUEST_MEMFD_FLAG_NO_DIRECT_MAP"}
@@ -53,12 +77,28 @@ ATTR_FLAG_C = {"ZERO": "KVM_SET_MEMORY_ATTRIBUTES2_ZERO", "PRESERVE": "KVM_SET_M
 NOT_USERSPACE = {
     "populate": "populate is a launch ioctl of SNP/TDX (KVM_SEV_SNP_LAUNCH_UPDATE, KVM_TDX_INIT_MEM_REGION)",
     "finalize": "finalize is a launch ioctl of SNP/TDX (KVM_SEV_SNP_LAUNCH_FINISH, KVM_TDX_FINALIZE_VM)",
-    "guest_read": "a guest access needs a vCPU running guest code",
-    "guest_write": "a guest access needs a vCPU running guest code",
     "guest_accept": "guest_accept is PVALIDATE / TDG.MEM.PAGE.ACCEPT of a trusted entity",
-    "map_gpa_range": "map_gpa_range is the guest's KVM_HC_MAP_GPA_RANGE hypercall",
 }
+# Ops that need the vCPU to run guest code: expressed on sw_protected and default; on SNP and
+# TDX not (the host neither sets nor reads a protected vCPU's registers), and why.
+GUEST_OPS = ("guest_read", "guest_write", "map_gpa_range")
+NOT_ON_CVM = {
+    "guest_read": "a guest access on an SNP/TDX VM needs a guest program in the measured launch image "
+                  "that reports through the GHCB or a TDVMCALL (the host cannot set or read a protected "
+                  "vCPU's registers)",
+    "guest_write": "a guest access on an SNP/TDX VM needs a guest program in the measured launch image "
+                   "that reports through the GHCB or a TDVMCALL (the host cannot set or read a protected "
+                   "vCPU's registers)",
+    "map_gpa_range": "the hypercall of an SNP/TDX guest comes through the GHCB or a TDVMCALL from a guest "
+                     "program in the measured launch image",
+    "guest_accept": "PVALIDATE / TDG.MEM.PAGE.ACCEPT run in a launched SNP/TDX guest: a guest program in "
+                    "the measured image would have to report through the GHCB or a TDVMCALL",
+}
+# The outcomes a vCPU exit stands for (kvm.h: KVM_EXIT_*).
+EXIT_C = {"MEMORY_FAULT": "KVM_EXIT_MEMORY_FAULT", "MMIO": "KVM_EXIT_MMIO", "IO": "KVM_EXIT_IO",
+          "SHUTDOWN": "KVM_EXIT_SHUTDOWN", "INTERNAL_ERROR": "KVM_EXIT_INTERNAL_ERROR"}
 MAX_PIN_PAGES = 4096
+GUEST_CODE_GPA = 0xFFFFF000   # the guest program's page (gmemlab/kvm/runner.py: CODE_GPA)
 
 
 def _errno_ok(name: str) -> bool:
@@ -132,6 +172,24 @@ def _want_ret(ev, path: str, line: int) -> str:
     return f"-{ret}"
 
 
+def _access_want(ev, path: str, line: int) -> str | None:
+    """The exit a guest access must end with (KVM_EXIT_HLT: it completed), or None."""
+    exp = ev["expect"]
+    if "exception" in exp:
+        raise InputError(path, line, f"expect exception {exp['exception']!r}: a #VC/#VE needs an SNP/TDX guest")
+    if "ret" in exp:
+        raise InputError(path, line, f"expect ret on a {ev['op']}: an access has an exit, not a return value")
+    if exp.get("signal") is not None:
+        raise InputError(path, line, f"expect signal on a {ev['op']}: a guest access raises no host signal")
+    if "exit" in exp:
+        if exp["exit"] not in EXIT_C:
+            raise InputError(path, line, f"expect exit {exp['exit']!r} has no KVM_EXIT_* the program checks")
+        return EXIT_C[exp["exit"]]
+    if exp.get("ok"):
+        return "KVM_EXIT_HLT"
+    return None
+
+
 def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "platform") -> str:
     """The C source of the selftest for a parsed trace (header, events). An event the
     program cannot express is an InputError naming its line."""
@@ -141,27 +199,36 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     hline = header.get("line", 1)
     if vm == "platform":
         if platform not in PLATFORM_VM_TYPES:
-            raise InputError(path, hline, f"platform {platform!r}: a selftest is written for sw_protected or "
-                                          "default only (SNP and TDX launches need their firmware)")
+            raise InputError(path, hline, f"platform {platform!r}: a selftest is written for sw_protected, "
+                                          "default, snp or tdx only (a CCA Realm needs arm64 and the RMM)")
         vm = platform
+    cvm = vm in CVM_PLATFORMS
     ps = header.get("page_size", 4096)
     body: list[str] = []
-    uses = set()
+    uses = {vm} if cvm else set()
     pins: dict[int, int] = {}      # page -> pins the trace took and holds (at render time)
     gmem_size = None
+    gmem_flags: tuple = ()
+    largest_gmem = 0
     n = 0
     for i, ev in enumerate(events):
         line = ev.get("line", i + 2)
         op = ev["op"]
-        if op in NOT_USERSPACE:
+        if cvm and op in NOT_ON_CVM:
+            raise InputError(path, line, f"{op}: not expressible on {vm}: {NOT_ON_CVM[op]}; "
+                                         "gmemlab selftest cannot express it")
+        if not cvm and op in NOT_USERSPACE:
             raise InputError(path, line, f"{op}: not a userspace call on this platform ({NOT_USERSPACE[op]}); "
                                          "gmemlab selftest cannot express it")
         exp = ev.get("expect")
         if exp is None:
             raise InputError(path, line, f"{op} has no \"expect\": a selftest asserts every outcome")
-        for k in ("exit", "exception", "done"):
-            if k in exp:
-                raise InputError(path, line, f"expect {k!r} cannot come from a host {op}")
+        if op not in ("guest_read", "guest_write"):
+            for k in ("exit", "exception"):
+                if k in exp:
+                    raise InputError(path, line, f"expect {k!r} cannot come from a host {op}")
+        if "done" in exp and op != "populate":
+            raise InputError(path, line, f"expect 'done' belongs to populate, not {op}")
         n += 1
         note = ev.get("note") or (ev.get("extra") or {}).get("note")
         desc = f"line {line}: {op}" + "".join(
@@ -169,12 +236,17 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
             for k in ("offset", "size"))
         if op == "set_attributes":
             desc += f" -> {ev['attributes']}"
+        if op in ("guest_read", "guest_write", "map_gpa_range"):
+            desc += " (private)" if ev.get("private") else " (shared)"
+        if op == "populate":
+            desc += " from a buffer" if ev.get("src") == "buffer" else " in place"
         if ev.get("process", "vmm") != "vmm":
             desc += f" [process {ev['process']}]"
         body.append("")
         body.extend(_block_comment(desc + (f": {note}" if note else "")))
         body.append(f"\ttrace_line = {line};")
-        want = _want_ret(ev, path, line) if op not in ("host_read", "host_write") else ""
+        want = _want_ret(ev, path, line) if op not in ("host_read", "host_write", "guest_read",
+                                                        "guest_write") else ""
 
         if op == "create_gmem":
             flags = _flags(ev.get("flags", ()), GMEM_FLAG_C, path, line)
@@ -183,6 +255,8 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
                 body.append(f"\tassert_ret(r, {want});")
             if exp.get("ret") == 0:
                 gmem_size = ev["size"]
+                gmem_flags = tuple(ev.get("flags", ()))
+                largest_gmem = max(largest_gmem, gmem_size)
                 pins.clear()     # the old file (and the pins on it) are gone from the trace's view
         elif op == "set_attributes":
             uses.add("attributes")
@@ -246,6 +320,67 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
                     body.append("\t/* expect value null (not the plaintext): not asserted */")
                 else:
                     body.append(f"\tTEST_ASSERT_EQ(val, {exp['value']:#04x});")
+        elif op == "populate":
+            uses.add(vm)
+            off, size = ev["offset"], ev["size"]
+            if off % ps or size % ps:
+                raise InputError(path, line, "an unaligned populate: the launch ioctls take whole pages "
+                                             "(gfn_start / gpa and a page count)")
+            src = 1 if ev.get("src") == "buffer" else 0
+            value = ev.get("value", 0) if src else 0
+            body.append(f"\tr = populate({_u64(off)}, {_u64(size)}, {src}, {value:#04x});")
+            if want:
+                body.append(f"\tassert_ret(r, {want});")
+            done = exp.get("done")
+            if done is not None:
+                if vm == "snp" and exp.get("ret") not in (0, None) and done:
+                    body.append("\t/* an SNP error writes nothing back: no progress to check */")
+                elif vm == "snp":
+                    # amd-memory-encryption.rst: gfn_start and len advance past what was done
+                    body.append(f"\tTEST_ASSERT_EQ(snp_update.gfn_start, {_u64(off // ps + done)});")
+                    body.append(f"\tTEST_ASSERT_EQ(snp_update.len, {_u64(max(size - done * ps, 0))});")
+                else:
+                    # intel-tdx.rst / tdx_vcpu_init_mem_region: gpa and nr_pages advance per page added
+                    body.append(f"\tTEST_ASSERT_EQ(tdx_region.gpa, {_u64(off + done * ps)});")
+                    body.append(f"\tTEST_ASSERT_EQ(tdx_region.nr_pages, {_u64(max(size // ps - done, 0))});")
+        elif op == "finalize":
+            uses.add(vm)
+            body.append("\tr = finalize();")
+            if want:
+                body.append(f"\tassert_ret(r, {want});")
+        elif op in ("guest_read", "guest_write"):
+            uses.add("vcpu")
+            off = ev["offset"]
+            if vm == "default" and ev["private"]:
+                raise InputError(path, line, "a private guest access: a default VM has no private view (no "
+                                             "C-bit or shared bit, no private memory)")
+            if vm == "default" and "MMAP" not in gmem_flags:
+                raise InputError(path, line, "the guest does not reach a guest_memfd created without MMAP on a "
+                                             "default VM: its memslot is not guest_memfd-only, so the access "
+                                             "goes to userspace_addr (kvm_gmem_bind, virt/kvm/guest_memfd.c)")
+            if off >= GUEST_CODE_GPA or largest_gmem > GUEST_CODE_GPA:
+                raise InputError(path, line, "the guest_memfd reaches the guest program's page (one page "
+                                             "below 4 GiB)")
+            write = op == "guest_write"
+            value = ev.get("value", 0) if write else 0
+            body.append(f"\tr = guest_access({_u64(off)}, {int(write)}, {value:#04x}, &val);")
+            access = _access_want(ev, path, line)
+            if access:
+                body.append(f"\tassert_exit(r, {access});")
+            if not write and "value" in exp:
+                if exp["value"] is None:
+                    body.append("\t/* expect value null (not the plaintext): not asserted */")
+                else:
+                    body.append(f"\tTEST_ASSERT_EQ(val, {exp['value']:#04x});")
+        elif op == "map_gpa_range":
+            uses.update(("vcpu", "hypercall", "attributes"))
+            if largest_gmem > GUEST_CODE_GPA:
+                raise InputError(path, line, "the guest_memfd reaches the guest program's page (one page "
+                                             "below 4 GiB)")
+            private = "1" if ev["private"] else "0"
+            body.append(f"\tr = map_gpa_range({_u64(ev['offset'])}, {_u64(ev['size'])}, {private});")
+            if want:
+                body.append(f"\tassert_ret(r, {want});")
         else:
             raise InputError(path, line, f"{op}: gmemlab selftest cannot express it")
     if not n:
@@ -280,6 +415,14 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
         out.append(_ATTRIBUTES)
     if "pin" in uses:
         out.append(_PINS)
+    if "snp" in uses:
+        out.append(_SNP)
+    if "tdx" in uses:
+        out.append(_TDX)
+    if "vcpu" in uses:
+        out.append(_VCPU)
+    if "hypercall" in uses:
+        out.append(_HYPERCALL)
     out.append(f"static void test_{name}(void)")
     out.append("{")
     decls = ["\tint r;", "\tuint8_t val = 0;"]
@@ -290,11 +433,23 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     out.append("")
     out.append("\t(void)r;")
     out.append("\t(void)val;")
+    if "attributes" in uses:
+        out.append("\t(void)error_offset;")
     out.append("}")
     out.append("")
     out.append("int main(void)")
     out.append("{")
     out.append("\tsetup_vm();")
+    if "vcpu" in uses:
+        # the vCPU and the guest program's memslot come first, before any guest_memfd, in the
+        # order gmemlab kvm-run makes them (a vCPU created after the guest_memfd's memslot
+        # triple-faulted on the Linux 6.18 kvm_pvm machine this was written on)
+        out.append("\tsetup_vcpu();")
+    if vm in CVM_PLATFORMS:
+        # the launch context exists before any launch command (the documented flows)
+        out.append(f"\t{vm}_setup();")
+    if "hypercall" in uses:
+        out.append("\tenable_hypercall_exit();")
     out.append(f"\ttest_{name}();")
     out.append(f'\tprintf("ok {name}: {n} event(s) as the trace expects\\n");')
     out.append("\treturn KSFT_PASS;")
@@ -307,7 +462,6 @@ def render_file(path: str, vm: str = "platform") -> str:
     from gmemlab.traces.format import load
     header, events = load(path)
     return render(header, events, path, vm)
-
 
 _PREAMBLE = r"""
 #define _GNU_SOURCE
@@ -381,6 +535,7 @@ static __maybe_unused void assert_access(int got, int want)
 }
 
 static int kvm_fd = -1, vm_fd = -1, gmem_fd = -1;
+static __maybe_unused int vcpu_fd = -1;
 static void *slot_hva;
 static size_t slot_len;
 
@@ -637,5 +792,397 @@ static __maybe_unused int unpin_range(uint64_t offset, uint64_t size)
 		}
 	}
 	return 0;
+}
+"""
+
+_SNP = r"""
+/*
+ * SEV-SNP launch, as Documentation/virt/kvm/x86/amd-memory-encryption.rst
+ * describes it: each command is KVM_MEMORY_ENCRYPT_OP on the VM with a
+ * struct kvm_sev_cmd naming /dev/sev; "error" carries the firmware's status.
+ */
+static int sev_fd = -1;
+static struct kvm_sev_snp_launch_update snp_update;	/* the last LAUNCH_UPDATE, as written back */
+
+static __maybe_unused int snp_cmd(uint32_t id, void *data, uint32_t *fw_error)
+{
+	struct kvm_sev_cmd cmd = { .id = id, .data = (uintptr_t)data, .sev_fd = (uint32_t)sev_fd };
+	int r;
+
+	r = ioctl(vm_fd, KVM_MEMORY_ENCRYPT_OP, &cmd);
+	*fw_error = cmd.error;
+	return r < 0 ? -errno : 0;
+}
+
+/* KVM_SEV_INIT2, then KVM_SEV_SNP_LAUNCH_START: the launch context exists. */
+static __maybe_unused void snp_setup(void)
+{
+	struct kvm_sev_init init = { 0 };	/* no VMSA features; ghcb_version 0: KVM's default */
+	struct kvm_sev_snp_launch_start start = {
+		.policy = SNP_POLICY_SMT | SNP_POLICY_RSVD_MBO,
+	};
+	uint32_t fw = 0;
+	int r;
+
+	sev_fd = open("/dev/sev", O_RDWR | O_CLOEXEC);
+	if (sev_fd < 0)
+		TEST_SKIP("/dev/sev: %s (the SNP launch commands need the PSP)", strerror(errno));
+	r = snp_cmd(KVM_SEV_INIT2, &init, &fw);
+	TEST_ASSERT(!r, "KVM_SEV_INIT2: %s (firmware error %#x)", strerror(-r), fw);
+	r = snp_cmd(KVM_SEV_SNP_LAUNCH_START, &start, &fw);
+	TEST_ASSERT(!r, "KVM_SEV_SNP_LAUNCH_START: %s (firmware error %#x)", strerror(-r), fw);
+}
+
+/*
+ * KVM_SEV_SNP_LAUNCH_UPDATE of [offset, offset + size): in place (uaddr 0,
+ * the destination is its own source) or from a buffer filled with value.
+ * snp_update keeps what the kernel wrote back (gfn_start, len advanced past
+ * the pages done when it returns 0).
+ */
+static __maybe_unused int populate(uint64_t offset, uint64_t size, int from_buffer, uint8_t value)
+{
+	void *buf = NULL;
+	uint32_t fw = 0;
+	int r;
+
+	if (from_buffer) {
+		buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		TEST_ASSERT(buf != MAP_FAILED, "mmap of the source: %s", strerror(errno));
+		memset(buf, value, size);
+	}
+	snp_update = (struct kvm_sev_snp_launch_update){
+		.gfn_start = offset / TRACE_PAGE_SIZE,
+		.uaddr = (uintptr_t)buf,
+		.len = size,
+		.type = KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+	};
+	r = snp_cmd(KVM_SEV_SNP_LAUNCH_UPDATE, &snp_update, &fw);
+	if (buf)
+		munmap(buf, size);
+	return r;
+}
+
+/* KVM_SEV_SNP_LAUNCH_FINISH: no ID block, no author key, no host data. */
+static __maybe_unused int finalize(void)
+{
+	struct kvm_sev_snp_launch_finish finish = { 0 };
+	uint32_t fw = 0;
+
+	return snp_cmd(KVM_SEV_SNP_LAUNCH_FINISH, &finish, &fw);
+}
+"""
+
+_TDX = r"""
+/*
+ * TDX launch, as Documentation/virt/kvm/x86/intel-tdx.rst describes it: each
+ * command is KVM_MEMORY_ENCRYPT_OP with a struct kvm_tdx_cmd, on the VM
+ * (CAPABILITIES, INIT_VM, FINALIZE_VM) or on a vCPU (INIT_VCPU,
+ * INIT_MEM_REGION); hw_error carries the TDX module's status.
+ */
+#define TDX_MAX_CPUID 256
+static struct kvm_tdx_init_mem_region tdx_region;	/* the last INIT_MEM_REGION, as written back */
+
+static __maybe_unused int tdx_cmd(int fd, uint32_t id, uint32_t flags, uint64_t data, uint64_t *hw_error)
+{
+	struct kvm_tdx_cmd cmd = { .id = id, .flags = flags, .data = data };
+	int r;
+
+	r = ioctl(fd, KVM_MEMORY_ENCRYPT_OP, &cmd);
+	*hw_error = cmd.hw_error;
+	return r < 0 ? -errno : 0;
+}
+
+/*
+ * The documented creation flow: KVM_TDX_CAPABILITIES; KVM_TDX_INIT_VM with
+ * the CPUID KVM supports, cut down to what the TDX module lets userspace
+ * configure; then the vCPU (a TD's APIC is in-kernel x2APIC with the I/O
+ * APIC in userspace: KVM_CAP_SPLIT_IRQCHIP first) and KVM_TDX_INIT_VCPU.
+ */
+static __maybe_unused void tdx_setup(void)
+{
+	size_t cpuid_size = sizeof(struct kvm_cpuid2) + TDX_MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
+	struct kvm_tdx_capabilities *caps = calloc(1, sizeof(*caps) + TDX_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
+	struct kvm_tdx_init_vm *init = calloc(1, sizeof(*init) + TDX_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
+	struct kvm_cpuid2 *supported = calloc(1, cpuid_size);
+	struct kvm_enable_cap split = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+	uint64_t hw = 0;
+	uint32_t i, j, n = 0;
+	int r;
+
+	TEST_ASSERT(caps && init && supported, "out of memory");
+	caps->cpuid.nent = TDX_MAX_CPUID;
+	r = tdx_cmd(vm_fd, KVM_TDX_CAPABILITIES, 0, (uintptr_t)caps, &hw);
+	TEST_ASSERT(!r, "KVM_TDX_CAPABILITIES: %s (TDX module status %#llx)", strerror(-r),
+		    (unsigned long long)hw);
+	supported->nent = TDX_MAX_CPUID;
+	TEST_ASSERT(!ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, supported),
+		    "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	for (i = 0; i < supported->nent; i++) {
+		for (j = 0; j < caps->cpuid.nent; j++) {
+			struct kvm_cpuid_entry2 *c = &caps->cpuid.entries[j], *e = &supported->entries[i];
+
+			if (c->function != e->function || c->index != e->index)
+				continue;
+			init->cpuid.entries[n] = *e;
+			init->cpuid.entries[n].eax &= c->eax;
+			init->cpuid.entries[n].ebx &= c->ebx;
+			init->cpuid.entries[n].ecx &= c->ecx;
+			init->cpuid.entries[n].edx &= c->edx;
+			n++;
+			break;
+		}
+	}
+	init->cpuid.nent = n;
+	init->attributes = 0;				/* no debug, no other TD attribute */
+	init->xfam = caps->supported_xfam & 0x3;	/* x87 and SSE, the XFAM every TD has */
+	TEST_ASSERT(!ioctl(vm_fd, KVM_ENABLE_CAP, &split), "KVM_CAP_SPLIT_IRQCHIP: %s", strerror(errno));
+	r = tdx_cmd(vm_fd, KVM_TDX_INIT_VM, 0, (uintptr_t)init, &hw);
+	TEST_ASSERT(!r, "KVM_TDX_INIT_VM: %s (TDX module status %#llx)", strerror(-r), (unsigned long long)hw);
+	vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
+	TEST_ASSERT(vcpu_fd >= 0, "KVM_CREATE_VCPU: %s", strerror(errno));
+	r = tdx_cmd(vcpu_fd, KVM_TDX_INIT_VCPU, 0, 0, &hw);
+	TEST_ASSERT(!r, "KVM_TDX_INIT_VCPU: %s (TDX module status %#llx)", strerror(-r),
+		    (unsigned long long)hw);
+	free(supported);
+	free(init);
+	free(caps);
+}
+
+/*
+ * KVM_TDX_INIT_MEM_REGION (measured) of [offset, offset + size): in place
+ * (source_addr 0) or from a buffer filled with value.  tdx_region keeps what
+ * the kernel wrote back: gpa and nr_pages advanced past the pages added.
+ */
+static __maybe_unused int populate(uint64_t offset, uint64_t size, int from_buffer, uint8_t value)
+{
+	void *buf = NULL;
+	uint64_t hw = 0;
+	int r;
+
+	if (from_buffer) {
+		buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		TEST_ASSERT(buf != MAP_FAILED, "mmap of the source: %s", strerror(errno));
+		memset(buf, value, size);
+	}
+	tdx_region = (struct kvm_tdx_init_mem_region){
+		.source_addr = (uintptr_t)buf,
+		.gpa = offset,
+		.nr_pages = size / TRACE_PAGE_SIZE,
+	};
+	r = tdx_cmd(vcpu_fd, KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION,
+		    (uintptr_t)&tdx_region, &hw);
+	if (buf)
+		munmap(buf, size);
+	return r;
+}
+
+/* KVM_TDX_FINALIZE_VM: the measurement is complete, the TD may run. */
+static __maybe_unused int finalize(void)
+{
+	uint64_t hw = 0;
+
+	return tdx_cmd(vm_fd, KVM_TDX_FINALIZE_VM, 0, 0, &hw);
+}
+"""
+
+_VCPU = r"""
+/*
+ * The guest program: real-mode (16-bit) code in its own memslot, one page
+ * below 4 GiB, where a code segment with an explicit base reaches it (the
+ * same program gmemlab kvm-run runs, gmemlab/kvm/runner.py):
+ *   0x00: mov al, [bx]; hlt		guest_read: the byte at ds:bx
+ *   0x08: rep stosb; hlt		guest_write: cx bytes of al at es:di
+ *   0x10: vmcall; hlt			a hypercall: nr in ax, arguments in bx, cx, dx
+ */
+#define GUEST_CODE_GPA 0xfffff000ULL
+#define GUEST_READ_RIP 0x00
+#define GUEST_WRITE_RIP 0x08
+#define GUEST_HYPERCALL_RIP 0x10
+#define GUEST_CODE_SLOT 1
+static const uint8_t guest_code[] = {
+	0x8a, 0x07, 0xf4, 0, 0, 0, 0, 0,
+	0xf3, 0xaa, 0xf4, 0, 0, 0, 0, 0,
+	0x0f, 0x01, 0xc1, 0xf4,
+};
+static struct kvm_run *run;
+static struct kvm_sregs reset_sregs;
+
+/* The vCPU, its kvm_run and the guest program's memslot, made at first use. */
+static __maybe_unused void setup_vcpu(void)
+{
+	struct kvm_userspace_memory_region2 code_region = {
+		.slot = GUEST_CODE_SLOT,
+		.guest_phys_addr = GUEST_CODE_GPA,
+		.memory_size = TRACE_PAGE_SIZE,
+	};
+	void *code;
+	int size;
+
+	if (vcpu_fd >= 0)
+		return;
+	code = mmap(NULL, TRACE_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(code != MAP_FAILED, "mmap for the guest program: %s", strerror(errno));
+	memcpy(code, guest_code, sizeof(guest_code));
+	code_region.userspace_addr = (uintptr_t)code;
+	TEST_ASSERT(!ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &code_region),
+		    "KVM_SET_USER_MEMORY_REGION2 (the guest program): %s", strerror(errno));
+	vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
+	TEST_ASSERT(vcpu_fd >= 0, "KVM_CREATE_VCPU: %s", strerror(errno));
+	size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	TEST_ASSERT(size >= (int)sizeof(struct kvm_run), "KVM_GET_VCPU_MMAP_SIZE: %d", size);
+	run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd, 0);
+	TEST_ASSERT(run != MAP_FAILED, "mmap of kvm_run: %s", strerror(errno));
+	TEST_ASSERT(!ioctl(vcpu_fd, KVM_GET_SREGS, &reset_sregs), "KVM_GET_SREGS: %s", strerror(errno));
+}
+
+/* Real mode at the reset state, code at GUEST_CODE_GPA, data segments at the page of gpa. */
+static __maybe_unused void start_guest(uint64_t rip, uint64_t gpa, struct kvm_regs *regs)
+{
+	struct kvm_sregs sregs = reset_sregs;
+	uint64_t base = gpa & ~(TRACE_PAGE_SIZE - 1);
+
+	setup_vcpu();
+	sregs.cs.base = GUEST_CODE_GPA;
+	sregs.cs.selector = 0;
+	sregs.ds.base = sregs.es.base = base;
+	sregs.ds.selector = sregs.es.selector = 0;
+	sregs.ds.limit = sregs.es.limit = 0xffff;
+	TEST_ASSERT(!ioctl(vcpu_fd, KVM_SET_SREGS, &sregs), "KVM_SET_SREGS: %s", strerror(errno));
+	regs->rip = rip;
+	regs->rflags = 2;
+	TEST_ASSERT(!ioctl(vcpu_fd, KVM_SET_REGS, regs), "KVM_SET_REGS: %s", strerror(errno));
+}
+
+/*
+ * KVM_RUN until a real exit: the exit reason, KVM_EXIT_MEMORY_FAULT when the
+ * run failed with one (api.rst: KVM_RUN returns -EFAULT or -EHWPOISON with
+ * it), or -errno.  A guest that does not exit within GUEST_TIMEOUT_S fails
+ * the test (SIGALRM) instead of hanging it.
+ */
+#define GUEST_TIMEOUT_S 10
+
+static __maybe_unused void guest_timeout(int sig)
+{
+	(void)sig;
+	TEST_FAIL("the guest did not exit within %d s", GUEST_TIMEOUT_S);
+}
+
+static __maybe_unused int vcpu_run(void)
+{
+	int r;
+
+	signal(SIGALRM, guest_timeout);
+	alarm(GUEST_TIMEOUT_S);
+	do {
+		run->exit_reason = KVM_EXIT_UNKNOWN;
+		r = ioctl(vcpu_fd, KVM_RUN, 0);
+	} while (r < 0 && errno == EINTR);
+	alarm(0);
+	if (r < 0)
+		return run->exit_reason == KVM_EXIT_MEMORY_FAULT ? KVM_EXIT_MEMORY_FAULT : -errno;
+	return run->exit_reason;
+}
+
+/*
+ * The vCPU reads the byte at gpa (into *out) or fills its page with value.
+ * Returns the exit: KVM_EXIT_HLT when the access completed.  An MMIO or I/O
+ * exit is completed at once (immediate_exit: the next KVM_RUN finishes the
+ * instruction and returns EINTR) so that the vCPU is ready for the next one.
+ */
+static __maybe_unused int guest_access(uint64_t gpa, int is_write, uint8_t value, uint8_t *out)
+{
+	struct kvm_regs regs = {
+		.rax = value,
+		.rbx = gpa & (TRACE_PAGE_SIZE - 1),
+		.rcx = TRACE_PAGE_SIZE,
+		.rdi = 0,
+	};
+	int r;
+
+	start_guest(is_write ? GUEST_WRITE_RIP : GUEST_READ_RIP, gpa, &regs);
+	r = vcpu_run();
+	if (r == KVM_EXIT_HLT) {
+		TEST_ASSERT(!ioctl(vcpu_fd, KVM_GET_REGS, &regs), "KVM_GET_REGS: %s", strerror(errno));
+		*out = (uint8_t)regs.rax;
+	} else if (r == KVM_EXIT_MMIO || r == KVM_EXIT_IO) {
+		run->immediate_exit = 1;
+		ioctl(vcpu_fd, KVM_RUN, 0);
+		run->immediate_exit = 0;
+	}
+	return r;
+}
+
+static __maybe_unused const char *exit_name(int reason)
+{
+	switch (reason) {
+	case KVM_EXIT_HLT: return "KVM_EXIT_HLT (done)";
+	case KVM_EXIT_MMIO: return "KVM_EXIT_MMIO";
+	case KVM_EXIT_IO: return "KVM_EXIT_IO";
+	case KVM_EXIT_MEMORY_FAULT: return "KVM_EXIT_MEMORY_FAULT";
+	case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN";
+	case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
+	case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
+	default: return "another exit";
+	}
+}
+
+/* A guest access's outcome: the exit it ended with, or -errno of KVM_RUN. */
+static __maybe_unused void assert_exit(int got, int want)
+{
+	if (got < 0)
+		TEST_FAIL("KVM_RUN failed: %s, expected %s", strerror(-got), exit_name(want));
+	if (got != want)
+		TEST_FAIL("the guest's access ended with %s (%d), expected %s (%d)",
+			  exit_name(got), got, exit_name(want), want);
+}
+"""
+
+_HYPERCALL = r"""
+/*
+ * KVM_HC_MAP_GPA_RANGE reaches userspace only when KVM_CAP_EXIT_HYPERCALL
+ * enables it (Documentation/virt/kvm/x86/hypercalls.rst, KVM_HC_MAP_GPA_RANGE).
+ */
+static __maybe_unused void enable_hypercall_exit(void)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL, .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+	int r = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_HYPERCALL);
+
+	if (r <= 0 || !(r & (1 << KVM_HC_MAP_GPA_RANGE)))
+		TEST_SKIP("KVM_CAP_EXIT_HYPERCALL does not offer KVM_HC_MAP_GPA_RANGE");
+	TEST_ASSERT(!ioctl(vm_fd, KVM_ENABLE_CAP, &cap), "KVM_ENABLE_CAP(EXIT_HYPERCALL): %s", strerror(errno));
+}
+
+/*
+ * The guest asks to map [gpa, gpa + size) private or shared.  The exit to
+ * userspace is answered as a VMM answers it: KVM_SET_MEMORY_ATTRIBUTES2 on
+ * the range, its result the hypercall's.  Returns what the guest sees in
+ * RAX (0, or -KVM_EINVAL when KVM refuses the arguments without exiting),
+ * as an int: the guest runs in real mode, so KVM truncates it to 32 bits.
+ */
+static __maybe_unused int map_gpa_range(uint64_t gpa, uint64_t size, int private)
+{
+	struct kvm_regs regs = {
+		.rax = KVM_HC_MAP_GPA_RANGE,
+		.rbx = gpa,
+		.rcx = size / TRACE_PAGE_SIZE,
+		.rdx = private ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0,
+	};
+	uint64_t error_offset;
+	int r;
+
+	start_guest(GUEST_HYPERCALL_RIP, 0, &regs);
+	r = vcpu_run();
+	if (r == KVM_EXIT_HYPERCALL) {
+		TEST_ASSERT_EQ(run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+		r = set_attributes(run->hypercall.args[0], run->hypercall.args[1] * TRACE_PAGE_SIZE,
+				   run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED ?
+				   KVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0, &error_offset);
+		skip_without_attributes2(r, 0);
+		run->hypercall.ret = (uint64_t)(int64_t)r;
+		r = vcpu_run();
+	}
+	assert_exit(r, KVM_EXIT_HLT);
+	TEST_ASSERT(!ioctl(vcpu_fd, KVM_GET_REGS, &regs), "KVM_GET_REGS: %s", strerror(errno));
+	return (int)(int32_t)regs.rax;
 }
 """

@@ -108,4 +108,164 @@ struct kvm_memory_attributes2 {
 #define KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE (1ULL << 1)
 #endif
 
+/*
+ * The vCPU path (guest_read, guest_write, map_gpa_range).  The exit reason
+ * of a private/shared mismatch arrived in 6.8 (KVM_EXIT_MEMORY_FAULT,
+ * Documentation/virt/kvm/api.rst); KVM_HC_MAP_GPA_RANGE reaches userspace
+ * as KVM_EXIT_HYPERCALL once KVM_CAP_EXIT_HYPERCALL enables it
+ * (Documentation/virt/kvm/x86/hypercalls.rst, KVM_HC_MAP_GPA_RANGE).
+ */
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39
+#endif
+#ifndef KVM_CAP_EXIT_HYPERCALL
+#define KVM_CAP_EXIT_HYPERCALL 201
+#endif
+#ifndef KVM_HC_MAP_GPA_RANGE
+#define KVM_HC_MAP_GPA_RANGE 12
+#endif
+#ifndef KVM_MAP_GPA_RANGE_ENCRYPTED
+#define KVM_MAP_GPA_RANGE_ENCRYPTED (1 << 4)
+#endif
+
+/*
+ * SEV-SNP launch (Linux 6.10/6.11), as Documentation/virt/kvm/x86/
+ * amd-memory-encryption.rst describes it and arch/x86/include/uapi/asm/kvm.h
+ * lays it out: every command is a KVM_MEMORY_ENCRYPT_OP on the VM with a
+ * struct kvm_sev_cmd (present since 4.16) whose id picks the command and
+ * whose data points at the command's own struct.  KVM_SEV_INIT2 came with
+ * the VM types KVM_X86_SEV_VM / KVM_X86_SEV_ES_VM (6.10), the SNP commands
+ * (numbered from 100) with KVM_X86_SNP_VM (6.11): each macro below guards
+ * what arrived with it.  Newer headers declare the command ids as enum
+ * sev_cmd_id members, which the #ifndef cannot see; the macros then take
+ * the same values.
+ */
+#ifndef KVM_X86_SEV_VM
+#define KVM_X86_SEV_VM 2
+#define KVM_X86_SEV_ES_VM 3
+#define KVM_SEV_INIT2 22		/* enum sev_cmd_id, after KVM_SEV_SEND_CANCEL */
+/* KVM_SEV_INIT2's argument: VMSA features, flags, the GHCB version (0: default) */
+struct kvm_sev_init {
+	__u64 vmsa_features;
+	__u32 flags;
+	__u16 ghcb_version;
+	__u16 pad1;
+	__u32 pad2[8];
+};
+#endif
+
+#ifndef KVM_X86_SNP_VM
+#define KVM_X86_SNP_VM 4
+#define KVM_SEV_SNP_LAUNCH_START 100
+#define KVM_SEV_SNP_LAUNCH_UPDATE 101
+#define KVM_SEV_SNP_LAUNCH_FINISH 102
+/* LAUNCH_START: the guest policy (firmware ABI), the OS-visible workarounds */
+struct kvm_sev_snp_launch_start {
+	__u64 policy;
+	__u8 gosvw[16];
+	__u16 flags;			/* must be 0 */
+	__u8 pad0[6];
+	__u64 pad1[4];
+};
+/*
+ * LAUNCH_UPDATE: load [gfn_start, gfn_start + len / 4K) from uaddr (the
+ * in-place series: uaddr 0 means the destination is its own source) and
+ * measure it.  The range must be private.  On success the command may
+ * stop early: gfn_start and len (and a non-zero uaddr) are written back,
+ * advanced past what was done (amd-memory-encryption.rst).
+ */
+struct kvm_sev_snp_launch_update {
+	__u64 gfn_start;
+	__u64 uaddr;
+	__u64 len;			/* bytes, 4K-aligned */
+	__u8 type;			/* KVM_SEV_SNP_PAGE_TYPE_* (firmware values) */
+	__u8 pad0;
+	__u16 flags;			/* must be 0 */
+	__u32 pad1;
+	__u64 pad2[4];
+};
+/* LAUNCH_FINISH: no ID block, no author key, no host data */
+struct kvm_sev_snp_launch_finish {
+	__u64 id_block_uaddr;
+	__u64 id_auth_uaddr;
+	__u8 id_block_en;
+	__u8 auth_key_en;
+	__u8 vcek_disabled;
+	__u8 host_data[32];
+	__u8 pad0[3];
+	__u16 flags;			/* must be 0 */
+	__u64 pad1[4];
+};
+#endif
+#ifndef KVM_SEV_SNP_PAGE_TYPE_NORMAL
+#define KVM_SEV_SNP_PAGE_TYPE_NORMAL 0x1
+#endif
+/*
+ * Guest policy bits of the SEV-SNP firmware ABI (not uAPI; the kernel
+ * selftests' include/x86/sev.h names them alike): SMT allowed, and bit 17,
+ * reserved, which must be one.
+ */
+#ifndef SNP_POLICY_SMT
+#define SNP_POLICY_SMT (1ULL << 16)
+#endif
+#ifndef SNP_POLICY_RSVD_MBO
+#define SNP_POLICY_RSVD_MBO (1ULL << 17)
+#endif
+
+/*
+ * TDX (Linux 6.16), from Documentation/virt/kvm/x86/intel-tdx.rst: a
+ * KVM_MEMORY_ENCRYPT_OP on the VM or on a vCPU with a struct kvm_tdx_cmd.
+ * Flow: KVM_TDX_CAPABILITIES and KVM_TDX_INIT_VM on the VM before any vCPU,
+ * then KVM_CREATE_VCPU and KVM_TDX_INIT_VCPU, then KVM_TDX_INIT_MEM_REGION
+ * (a vCPU command; the range must be private) and KVM_TDX_FINALIZE_VM.
+ */
+#ifndef KVM_X86_TDX_VM
+#define KVM_X86_TDX_VM 5
+#define KVM_TDX_CAPABILITIES 0		/* enum kvm_tdx_cmd_id */
+#define KVM_TDX_INIT_VM 1
+#define KVM_TDX_INIT_VCPU 2
+#define KVM_TDX_INIT_MEM_REGION 3
+#define KVM_TDX_FINALIZE_VM 4
+struct kvm_tdx_cmd {
+	__u32 id;			/* KVM_TDX_* */
+	__u32 flags;			/* the command's flags, or 0 */
+	__u64 data;			/* an immediate, or a pointer to its struct */
+	__u64 hw_error;			/* out: the TDX module's status, if any */
+};
+/* KVM_TDX_CAPABILITIES (out); cpuid.nent is set by the caller to its room */
+struct kvm_tdx_capabilities {
+	__u64 supported_attrs;
+	__u64 supported_xfam;
+	__u64 kernel_tdvmcallinfo_1_r11;
+	__u64 user_tdvmcallinfo_1_r11;
+	__u64 kernel_tdvmcallinfo_1_r12;
+	__u64 user_tdvmcallinfo_1_r12;
+	__u64 reserved[250];
+	struct kvm_cpuid2 cpuid;
+};
+/* KVM_TDX_INIT_VM: 256 bytes of TD parameters, then the CPUID entries */
+struct kvm_tdx_init_vm {
+	__u64 attributes;
+	__u64 xfam;
+	__u64 mrconfigid[6];
+	__u64 mrowner[6];
+	__u64 mrownerconfig[6];
+	__u64 reserved[12];
+	struct kvm_cpuid2 cpuid;
+};
+/*
+ * KVM_TDX_INIT_MEM_REGION: add nr_pages at gpa from source_addr (the
+ * in-place series: 0 means in place); gpa and nr_pages (and source_addr)
+ * are written back advanced past the pages added, also on an error.
+ */
+struct kvm_tdx_init_mem_region {
+	__u64 source_addr;
+	__u64 gpa;
+	__u64 nr_pages;
+};
+#endif
+#ifndef KVM_TDX_MEASURE_MEMORY_REGION
+#define KVM_TDX_MEASURE_MEMORY_REGION (1ULL << 0)
+#endif
+
 #endif /* GMEMLAB_UAPI_H */
