@@ -16,7 +16,11 @@ Prints a table (stderr) and one JSON object (stdout; also written with --out FIL
 - replay: benchmarks/replay_scale.py (events/s on a 1M-event guest-boot trace, the ratio
   to a bare json.loads loop over the same file, peak RSS at 16M pages).
 - interactivity: compare() as the notebook's panel calls it (gmemlab.render.views ->
-  compare(platform, series, Bounds(pages))), at 1 page (the notebooks' default) and 2.
+  compare(platform, series, Bounds(pages))), at 1 page (the notebooks' default) and 2;
+  and the 02 panel itself (gmemlab.render.widgets.ComparePanel, exploring in a worker
+  thread as in a kernel): every toggle of every control at 1 and 2 pages on explored
+  configurations, until the matrix is on screen (goal: each under widget_seconds), and
+  on new ones until the progress bar is (goal: the same), then until the new matrix is.
 - notebooks: the notebook suite's wall time under papermill, one after the other
   (skipped with a note when papermill is not installed).
 - peers: SPIN on the same semantics (benchmarks/peers/run_spin.py).
@@ -105,6 +109,114 @@ def child_interactivity(repeats: int) -> dict:
     return out
 
 
+def child_widget() -> dict:
+    import ipywidgets  # noqa: F401  (imported before any timing)
+    from gmemlab.model.vocab import KNOBS
+    from gmemlab.render import views
+    from gmemlab.render.widgets import compare_panel, config_key
+
+    def toggles(p):
+        """(what, control, value): each control to each other value and back."""
+        out = []
+        for name, c in (("focus", p.focus), ("against", p.against), ("platform", p.platform),
+                        ("series", p.series), ("pages", p.pages)):
+            start = c.value
+            others = [v for v in c.options if v != start] if name != "pages" else [3 - start]
+            out += [(f"{name}={v}", c, v) for v in others] + [(f"{name}={start}", c, start)]
+        for k in KNOBS:
+            out += [(f"{k} on", p.knobs[k], True), (f"{k} off", p.knobs[k], False)]
+        return out
+
+    def shown(p):
+        return f'data-config="{config_key(p.config())}" data-focus="{p.focus.value}"' in p.matrix.value
+
+    def stats(xs):
+        return {"median": round(statistics.median(xs), 4), "max": round(max(xs), 4), "runs": len(xs)}
+    out = {}
+    for pages in (1, 2):
+        warm = compare_panel(pages=pages, background=True)    # explores every configuration reached
+        for _, c, v in toggles(warm):
+            c.value = v
+            assert warm.wait(300)
+        p = compare_panel(pages=pages, background=True)       # a panel of its own: no graph drawn yet
+        for label in ("first", "again"):
+            matrix, graph, slow, missed = [], [], [], []
+            for what, c, v in toggles(p):
+                t0 = time.perf_counter()
+                c.value = v
+                t1 = time.perf_counter()
+                if not shown(p) or p.progress.layout.display != "none":
+                    missed.append(what)
+                assert p.wait(300)
+                matrix.append(t1 - t0)
+                graph.append(time.perf_counter() - t0)
+                if t1 - t0 > GOALS["widget_seconds"]:
+                    slow.append(f"{what}: {t1 - t0:.3f} s")
+            out[f"toggle_explored_{pages}p_{label}_seconds"] = stats(matrix)
+            out[f"toggle_explored_{pages}p_{label}_graph_seconds"] = stats(graph)
+            out[f"toggle_explored_{pages}p_{label}_slow"] = slow
+            out[f"toggle_explored_{pages}p_{label}_not_at_once"] = missed
+    for pages in (1, 2):
+        p = compare_panel(pages=pages, background=True)
+        bar, done, never = [], [], []
+        # the toggles that change the configuration, one after the other, each to a value
+        # not seen before (the knobs pile up; pages last, so the others are at ``pages``)
+        changes = [(what, c, v) for what, c, v in toggles(p)
+                   if c not in (p.focus, p.against) and not what.endswith(("off", "=snp", "=v8", f"={pages}"))]
+        changes.sort(key=lambda t: t[1] is p.pages)
+        for what, c, v in changes:
+            views._compare.cache_clear()                      # a new exploration, every time
+            seen = {}
+
+            def look(change, seen=seen):
+                if "t" not in seen and p.progress.layout.display != "none" and "gml-exploring" in p.bar_label.value:
+                    seen["t"] = time.perf_counter()
+            p.progress.layout.observe(look, names="display")
+            p.bar_label.observe(look, names="value")
+            t0 = time.perf_counter()
+            c.value = v
+            assert p.wait(300)
+            done.append(time.perf_counter() - t0)
+            p.progress.layout.unobserve(look, names="display")
+            p.bar_label.unobserve(look, names="value")
+            (bar.append(seen["t"] - t0) if "t" in seen else never.append(what))
+        out[f"new_{pages}p_progress_bar_seconds"] = stats(bar)
+        out[f"new_{pages}p_matrix_seconds"] = stats(done)
+        out[f"new_{pages}p_slowest"] = changes[done.index(max(done))][0]
+        out[f"new_{pages}p_no_bar"] = never
+    # 2 -> 3 pages (the step issue 12 timed at 8.3 s with nothing on screen); then a knob
+    # ticked while 3 pages + knob explores (the main thread against a busy worker), and
+    # unticked: 3 pages, explored, shows at once and the superseded worker stops
+    views._compare.cache_clear()
+    p = compare_panel(pages=2, background=True)
+    marks = {}
+
+    def look3(change):
+        key = config_key(p.config())
+        if f'data-config="{key}"' in p.bar_label.value and p.progress.layout.display != "none":
+            marks.setdefault(key, time.perf_counter())
+    p.progress.layout.observe(look3, names="display")
+    p.bar_label.observe(look3, names="value")
+    t0 = time.perf_counter()
+    p.pages.value = 3
+    out["new_2_to_3p_progress_bar_seconds"] = round(marks["snp/v8/3/-"] - t0, 4)
+    assert p.wait(600)
+    out["new_2_to_3p_matrix_seconds"] = round(time.perf_counter() - t0, 2)
+    out["new_2_to_3p_shown"] = shown(p)
+    p.knobs["huge_folios"].value = True
+    time.sleep(1.0)
+    t1 = time.perf_counter()
+    p.knobs["allocation_failures"].value = True
+    out["new_while_exploring_progress_bar_seconds"] = round(marks["snp/v8/3/huge_folios+allocation_failures"] - t1, 4)
+    p.knobs["allocation_failures"].value = False
+    p.knobs["huge_folios"].value = False
+    t2 = time.perf_counter()
+    out["superseded_shown_at_once"] = shown(p)
+    assert p.wait(600)
+    out["superseded_worker_stopped_seconds"] = round(time.perf_counter() - t2, 3)
+    return out
+
+
 def _rss() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -190,6 +302,10 @@ def interactivity(log) -> dict:
     r = _child("interactivity", "5")
     log(f"interactivity: compare() 1p median {r['compare_1p_seconds']['median']} s, "
         f"2p {r['compare_2p_seconds']['median']} s")
+    r["panel"] = w = _child("widget")
+    log(f"interactivity: panel toggle on explored configurations, max {w['toggle_explored_1p_first_seconds']['max']} s "
+        f"at 1 page, {w['toggle_explored_2p_first_seconds']['max']} s at 2; progress bar on new ones, max "
+        f"{w['new_1p_progress_bar_seconds']['max']} s / {w['new_2p_progress_bar_seconds']['max']} s")
     return r
 
 
@@ -284,9 +400,38 @@ def table(res: dict) -> str:
         if k in it:
             v = it[k]["median"]
             row(f"interactivity compare() at {pages} page(s), median s", f"{v}",
-                f"< {GOALS['widget_seconds']}: {'met' if v < GOALS['widget_seconds'] else 'NOT met'}")
+                "a new exploration: the panel's bar shows meanwhile")
     if "cold_first_call_1p_seconds" in it:
         row("interactivity first call in a fresh process (imports)", f"{it['cold_first_call_1p_seconds']}")
+    w, lim = it.get("panel", {}), GOALS["widget_seconds"]
+
+    def limit(v):
+        return f"< {lim}: {'met' if v < lim else 'NOT met'}"
+    for pages in (1, 2):
+        for label, how in (("first", "first visit"), ("again", "seen before")):
+            k = f"toggle_explored_{pages}p_{label}"
+            if k + "_seconds" in w:
+                v = w[k + "_seconds"]
+                row(f"panel toggle {pages}p, explored, {how}: max (med) s", f"{v['max']} ({v['median']})",
+                    limit(v["max"]) + (f"; not at once: {len(w[k + '_not_at_once'])}" if w[k + "_not_at_once"] else ""))
+                g = w[k + "_graph_seconds"]
+                row(f"panel toggle {pages}p, explored, {how}, graph: max (med) s",
+                    f"{g['max']} ({g['median']})")
+        k = f"new_{pages}p_progress_bar_seconds"
+        if k in w:
+            v = w[k]
+            row(f"panel new config {pages}p: progress bar shown, max (med) s", f"{v['max']} ({v['median']})",
+                limit(v["max"]) + (f"; no bar: {len(w[f'new_{pages}p_no_bar'])}" if w[f"new_{pages}p_no_bar"] else ""))
+            m = w[f"new_{pages}p_matrix_seconds"]
+            row(f"panel new config {pages}p: new matrix, max (med) s", f"{m['max']} ({m['median']})")
+    if "new_2_to_3p_progress_bar_seconds" in w:
+        row("panel pages 2 -> 3: progress bar shown s", f"{w['new_2_to_3p_progress_bar_seconds']}",
+            limit(w["new_2_to_3p_progress_bar_seconds"]))
+        row("panel pages 2 -> 3: new matrix s", f"{w['new_2_to_3p_matrix_seconds']}")
+        row("panel knob ticked while 3p+knob explores: bar shown s",
+            f"{w['new_while_exploring_progress_bar_seconds']}", limit(w["new_while_exploring_progress_bar_seconds"]))
+        row("panel back to 3p: shown at once; old worker stopped s",
+            f"{w['superseded_shown_at_once']}; {w['superseded_worker_stopped_seconds']}")
     nb = res.get("notebooks", {})
     if "total_seconds" in nb:
         row("notebooks under papermill, total s", f"{nb['total_seconds']}",
@@ -322,6 +467,8 @@ def main() -> int:
         if kind == "explore":
             p, pages, sym, engine, cap = rest
             print(json.dumps(child_explore(p, int(pages), sym == "1", engine, int(cap) or None)))
+        elif kind == "widget":
+            print(json.dumps(child_widget()))
         else:
             print(json.dumps(child_interactivity(int(rest[0]))))
         return 0

@@ -243,6 +243,7 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
             if name not in PER_TRACE:  # traces name their own platform and series
                 params.update(platform=platform, series=series, pages=pages)
             params["variants"] = variants  # passed only to the notebooks that declare it
+            params["interactive"] = False  # a live widget needs a kernel: the page shows the static views
             path = os.path.join(tmp, name + ".ipynb")
             execute(name, params, path, nbdir)
             return name

@@ -57,7 +57,10 @@ table = views.comparison(platform, series, pages, knobs)
 # ## The live panel
 # Change the proposal in focus, the baseline, the platform, the series, the size or a
 # knob: the matrix and the graph difference follow. A new platform, series, size or
-# knob explores anew (a few seconds at 2 pages); every configuration is explored once.
+# knob explores anew, in the background: a progress bar counts the states against the
+# estimate while the previous matrix stays on screen, dimmed, and the latest change wins.
+# Every configuration is explored once; one seen already shows at once. An error is
+# shown in the panel, with its class and message.
 
 # %%
 panel = compare_panel(platform=platform, series=series, pages=pages, focus=focus,

@@ -96,12 +96,19 @@ class _Visited:
 
 
 class Progress:
-    """A one-line progress report on stderr, at most a few times a second."""
+    """A one-line progress report on stderr, at most a few times a second; or, given a
+    callable, ``on(states, frontier, depth, done)`` after every batch and once at the end
+    (done=True): the workbook's panel draws its progress bar from it, and an exception it
+    raises ends the search there (the panel so stops an exploration no longer wanted)."""
 
-    def __init__(self, on: bool):
+    def __init__(self, on):
         self.on, self.last = on, 0.0
+        self.report = on if callable(on) else None
 
     def __call__(self, states: int, frontier: int, depth: int, force: bool = False):
+        if self.report is not None:
+            self.report(states, frontier, depth, force)
+            return
         if not self.on:
             return
         now = time.monotonic()
@@ -111,13 +118,14 @@ class Progress:
             sys.stderr.flush()
 
     def done(self):
-        if self.on:
+        if self.on and self.report is None:
             sys.stderr.write("\n")
 
 
-def search(spec: Spec, engine: str = "fast", progress: bool = False,
+def search(spec: Spec, engine: str = "fast", progress=False,
            max_states: int = 5_000_000) -> Exploration:
-    """Explore every state the spec reaches; decide every property."""
+    """Explore every state the spec reaches; decide every property. progress: a line on
+    stderr (True), or a callable (see Progress)."""
     t0 = time.monotonic()
     cfg, n = spec.config, spec.pages
     codec = Codec()

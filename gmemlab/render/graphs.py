@@ -62,6 +62,7 @@ PROJECTIONS = {
 # --- a neutral description ------------------------------------------------------------
 
 RED, RED_LINE = "#f6c9c9", "#b22222"
+CHOSEN, CHOSEN_LINE = "#fff1a8", "#8a6d00"   # the state a neighbourhood view is centred on
 SIDE_FILL = {"a": "#d6e6ff", "b": "#ffe2bf", "both": "#f2f2f2", None: "#f2f2f2"}
 SIDE_LINE = {"a": "#1f5fbf", "b": "#c06000", "both": "#555555", None: "#555555"}
 FONT = "DejaVu Sans Mono"
@@ -75,6 +76,7 @@ class Box:
     line: str
     bold: bool
     tooltip: str
+    rank: int | None = None      # the row it belongs in (clusters by level); None: by distance
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Arrow:
     line: str
     dashed: bool
     tooltip: str
+    both: bool = False           # one arrow for the calls both ways between two boxes
 
 
 @dataclass
@@ -95,7 +98,9 @@ class Drawing:
     boxes: list = field(default_factory=list)
     arrows: list = field(default_factory=list)
     names: tuple = ()            # difference: (first proposal, second proposal)
-    kind: str = "graph"          # "full", "quotient" or "difference"
+    kind: str = "graph"          # "full", "quotient", "difference", "path", "neighbourhood", ...
+    svg_title: bool = True       # False: the title is in the HTML caption only (it wraps there)
+    grid: bool = False           # dot too places the boxes in the fallback's rows (bounded width)
 
 
 def _node_lines(data: dict, count: bool) -> list[str]:
@@ -109,7 +114,8 @@ def _node_lines(data: dict, count: bool) -> list[str]:
 MAX_LABELLED_ARROWS = 40
 
 
-def _describe(g, title: str, kind: str, names: tuple = (), edge_labels: bool = True) -> Drawing:
+def _describe(g, title: str, kind: str, names: tuple = (), edge_labels: bool = True,
+              both_ways: bool = False) -> Drawing:
     d = Drawing(title=title, names=names, kind=kind)
     ids = {}
     for k, (n, data) in enumerate(g.nodes(data=True)):
@@ -121,24 +127,42 @@ def _describe(g, title: str, kind: str, names: tuple = (), edge_labels: bool = T
             tip += "\nbreaks: " + ", ".join(broken)
         if side in ("a", "b") and names:
             tip += f"\nonly {names[0 if side == 'a' else 1]}"
-        d.boxes.append(Box(ids[n], _node_lines(data, kind != "full"),
-                           RED if broken else SIDE_FILL[side],
-                           RED_LINE if broken else SIDE_LINE[side],
-                           bool(data.get("initial")), tip))
+        if data.get("tooltip"):
+            tip += "\n" + data["tooltip"]
+        fill, line = (RED, RED_LINE) if broken else (SIDE_FILL[side], SIDE_LINE[side])
+        if data.get("chosen"):
+            fill, line = CHOSEN, CHOSEN_LINE
+        d.boxes.append(Box(ids[n], _node_lines(data, kind not in ("full", "path", "neighbourhood")),
+                           fill, line, bool(data.get("initial") or data.get("chosen")), tip, data.get("rank")))
     merged: dict[tuple, dict] = {}
     for u, v, data in g.edges(data=True):
-        e = merged.setdefault((ids[u], ids[v]), {"ops": [], "outcomes": [], "side": data.get("side")})
+        e = merged.setdefault((ids[u], ids[v]), {"ops": [], "outcomes": [], "side": data.get("side"), "count": 0})
+        e["count"] += data.get("count", 1)
         for op in data.get("ops", ()):
             if op not in e["ops"]:
                 e["ops"].append(op)
         for o in data.get("outcomes", ()):
             if o not in e["outcomes"]:
                 e["outcomes"].append(o)
+    back: dict[tuple, str] = {}
+    if both_ways:  # u -> v and v -> u (same side): one arrow with two heads
+        for (u, v), e in list(merged.items()):
+            r = merged.get((v, u))
+            if r is not None and (v, u) not in back and (u, v) not in back and u != v and r["side"] == e["side"]:
+                back[(u, v)] = ", ".join(r["ops"]) + f" ({r['count']:,})"
+                e["ops"] = e["ops"] + [op for op in r["ops"] if op not in e["ops"]]
+                e["count"] += r["count"]
+                del merged[(v, u)]
     edge_labels = edge_labels and len(merged) <= MAX_LABELLED_ARROWS
     for (u, v), e in merged.items():
         tip = ", ".join(e["ops"]) + (" -> " + ", ".join(e["outcomes"]) if e["outcomes"] else "")
-        label = "\n".join(e["ops"]) if edge_labels else ""
-        d.arrows.append(Arrow(u, v, label, SIDE_LINE[e["side"]], e["side"] == "b", tip))
+        if e["count"] > 1:
+            tip += f" ({e['count']:,} transitions)"
+        if (u, v) in back:
+            tip = f"both ways; back: {back[(u, v)]}; all: " + tip
+        ops = e["ops"] if len(e["ops"]) <= 2 else e["ops"][:1] + [f"+{len(e['ops']) - 1} more"]
+        label = "\n".join(ops) if edge_labels else ""
+        d.arrows.append(Arrow(u, v, label, SIDE_LINE[e["side"]], e["side"] == "b", tip, (u, v) in back))
     return d
 
 
@@ -152,21 +176,21 @@ def full_view(x, max_nodes: int = 400) -> Drawing:
 
 
 def quotient_view(x, projection: str = "attribute x TE") -> Drawing:
-    """States folded by one of PROJECTIONS; an arrow where some call crosses between folds."""
-    from gmemlab.explore.graph import quotient
-    g = quotient(x, PROJECTIONS[projection])
-    cfg = x.config
-    return _describe(g, f"{cfg.label()}, {x.bounds.pages} page(s): {len(x.states)} states "
-                        f"folded by {projection} into {g.number_of_nodes()}", "quotient")
+    """States folded by one of PROJECTIONS; an arrow where some call crosses between folds
+    (gmemlab.render.bounded: clustered by level above bounded.MAX_BOXES folds)."""
+    from gmemlab.render import bounded
+    d = bounded.quotient_view(x, projection)
+    d.svg_title, d.grid = True, False
+    return d
 
 
 def difference_view(a, b, projection: str = "attribute x TE") -> Drawing:
-    """Two explorations' quotients overlaid: blue only in a, orange only in b."""
-    from gmemlab.explore.graph import difference
-    g = difference(a, b, PROJECTIONS[projection])
-    na, nb = a.config.proposal, b.config.proposal
-    return _describe(g, f"{na} (blue) vs {nb} (orange), {a.config.platform} {a.config.series}, "
-                        f"{a.bounds.pages} page(s), by {projection}", "difference", names=(na, nb))
+    """Two explorations' quotients overlaid: blue only in a, orange only in b (clustered
+    by level above gmemlab.render.bounded.MAX_BOXES folds)."""
+    from gmemlab.render import bounded
+    d = bounded.difference_view(a, b, projection)
+    d.svg_title, d.grid = True, False
+    return d
 
 
 # --- DOT ------------------------------------------------------------------------------
@@ -183,20 +207,32 @@ def dot_source(d: Drawing) -> str:
     digraph gmemlab {
       graph [rankdir=TB, label="t", labelloc=t, fontname="DejaVu Sans Mono", fontsize=10, nodesep=0.25, ranksep=0.45];
       node [shape=box, style="rounded,filled", fontname="DejaVu Sans Mono", fontsize=9, margin="0.08,0.04"];
-      edge [fontname="DejaVu Sans Mono", fontsize=7, arrowsize=0.6];
+      edge [fontname="DejaVu Sans Mono", fontsize=8, arrowsize=0.6];
       n0 [label="S", fillcolor="#fff", color="#000", penwidth=2.5, tooltip="S"];
     }
     """
+    label = f"label={_q(d.title)}, labelloc=t, " if d.svg_title else ""
     out = ["digraph gmemlab {",
-           f"  graph [rankdir=TB, label={_q(d.title)}, labelloc=t, fontname={_q(FONT)}, fontsize=10, "
+           f"  graph [rankdir=TB, {label}fontname={_q(FONT)}, fontsize=10, "
            "nodesep=0.25, ranksep=0.45];",
            f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=9, margin=\"0.08,0.04\"];",
-           f"  edge [fontname={_q(FONT)}, fontsize=7, arrowsize=0.6];"]
+           f"  edge [fontname={_q(FONT)}, fontsize=8, arrowsize=0.6];"]
     for b in d.boxes:
         out.append(f"  {b.id} [label={_q(chr(10).join(b.lines))}, fillcolor={_q(b.fill)}, color={_q(b.line)}, "
                    f"penwidth={2.5 if b.bold else 1}, tooltip={_q(b.tooltip)}];")
+    grid = rows(d) if d.grid and len(d.boxes) > 1 else None
+    if grid:  # each row a rank, kept in order by an invisible chain; arrows do not rank
+        out[1] = out[1].replace("graph [", "graph [concentrate=true, ")
+        for k, row in enumerate(grid):
+            out.append(f"  {{rank=same; {'; '.join(row)};}}")
+            if k:
+                out.append(f"  {grid[k - 1][0]} -> {row[0]} [style=invis, weight=100];")
     for a in d.arrows:
         attrs = [f"color={_q(a.line)}", f"tooltip={_q(a.tooltip)}"]
+        if grid:
+            attrs.append("constraint=false")
+        if a.both:
+            attrs.append("dir=both")
         if a.label:
             attrs.insert(0, f"label={_q(a.label)}")
             attrs.append(f"fontcolor={_q(a.line)}")
@@ -230,6 +266,8 @@ def run_dot(source: str, binary: str, timeout: float = 120) -> str:
 # --- the pure-Python fallback -----------------------------------------------------------
 
 CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 6.2, 12.0, 6.0, 14.0, 46.0
+# A layer wider than this (in SVG units, 1 pt each) wraps onto several rows: about 900 px.
+MAX_ROW_W = 600.0
 
 
 def _layers(d: Drawing) -> dict[str, int]:
@@ -259,9 +297,12 @@ def _size(b: Box) -> tuple[float, float]:
     return max(len(t) for t in b.lines) * CHAR_W + 2 * PAD, len(b.lines) * LINE_H + 2 * PAD
 
 
-def layout(d: Drawing) -> tuple[dict[str, tuple[float, float, float, float]], float, float]:
-    """Box positions (x, y, w, h) in a layered drawing, and the total width and height."""
-    layer = _layers(d)
+def rows(d: Drawing) -> list[list[str]]:
+    """The rows of boxes drawn, top to bottom: a layer each (by distance from the initial
+    boxes, ordered by their predecessors; or each box's rank, in the order given), a layer
+    wider than MAX_ROW_W wrapping."""
+    ranked = all(b.rank is not None for b in d.boxes)
+    layer = {b.id: b.rank for b in d.boxes} if ranked else _layers(d)
     preds: dict[str, list[str]] = {b.id: [] for b in d.boxes}
     for a in d.arrows:
         preds[a.dst].append(a.src)
@@ -271,6 +312,9 @@ def layout(d: Drawing) -> tuple[dict[str, tuple[float, float, float, float]], fl
         rows.setdefault(layer[b.id], []).append(b.id)
     pos_in_row: dict[str, float] = {}
     for r in sorted(rows):
+        if ranked:
+            continue
+
         def bary(n, r=r):
             ps = [pos_in_row[p] for p in preds[n] if p in pos_in_row and layer[p] < r]
             return (sum(ps) / len(ps) if ps else float("inf"), order[n])
@@ -278,14 +322,30 @@ def layout(d: Drawing) -> tuple[dict[str, tuple[float, float, float, float]], fl
         for k, n in enumerate(rows[r]):
             pos_in_row[n] = k / max(1, len(rows[r]) - 1)
     sizes = {b.id: _size(b) for b in d.boxes}
-    widths = {r: sum(sizes[n][0] for n in ns) + GAP_X * (len(ns) - 1) for r, ns in rows.items()}
-    total_w = max(widths.values()) + 2 * GAP_X
-    boxes: dict[str, tuple[float, float, float, float]] = {}
-    y = 28.0
+    lines: list[list[str]] = []
     for r in sorted(rows):
-        x = (total_w - widths[r]) / 2
-        h = max(sizes[n][1] for n in rows[r])
+        line: list[str] = []
         for n in rows[r]:
+            if line and sum(sizes[m][0] + GAP_X for m in line) + sizes[n][0] > MAX_ROW_W:
+                lines.append(line)
+                line = []
+            line.append(n)
+        lines.append(line)
+    return lines
+
+
+def layout(d: Drawing) -> tuple[dict[str, tuple[float, float, float, float]], float, float]:
+    """Box positions (x, y, w, h) in a layered drawing, and the total width and height."""
+    lines = rows(d)
+    sizes = {b.id: _size(b) for b in d.boxes}
+    widths = [sum(sizes[n][0] for n in ns) + GAP_X * (len(ns) - 1) for ns in lines]
+    total_w = max(widths) + 2 * GAP_X
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    y = 28.0 if d.svg_title else 8.0
+    for ns, row_w in zip(lines, widths):
+        x = (total_w - row_w) / 2
+        h = max(sizes[n][1] for n in ns)
+        for n in ns:
             w, hn = sizes[n]
             boxes[n] = (x, y + (h - hn) / 2, w, hn)
             x += w + GAP_X
@@ -303,12 +363,37 @@ def _text(x: float, y: float, s: str, size: int = 10, color: str = "#000", ancho
 
 
 def fallback_svg(d: Drawing) -> str:
-    """An SVG of the drawing without Graphviz: layers by distance from the initial states."""
+    """An SVG of the drawing without Graphviz: layers by distance from the initial states
+    (a wide layer wraps), as wide as what it draws (no label falls outside)."""
     if not d.boxes:
         return '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="30"></svg>\n'
     boxes, width, height = layout(d)
-    width = max(width, len(d.title) * CHAR_W * 1.1 + 2 * GAP_X)
+    if d.svg_title:
+        width = max(width, len(d.title) * CHAR_W * 1.1 + 2 * GAP_X)
     colors = sorted({a.line for a in d.arrows})
+    label_w = CHAR_W * 8 / 9        # an edge label's character (8 pt beside 9 pt)
+    right = width
+    edges = []
+    for a in d.arrows:
+        x1, y1, w1, h1 = boxes[a.src]
+        x2, y2, w2, h2 = boxes[a.dst]
+        sx, sy = x1 + w1 / 2, y1 + h1
+        tx, ty = x2 + w2 / 2, y2
+        if y2 <= y1:  # same row or back up: leave from the side, bow outwards
+            sx, sy = x1 + w1, y1 + h1 / 2
+            tx, ty = x2 + w2, y2 + h2 / 2
+            bend = min(80.0, 30 + abs(sy - ty) / 4)
+            path = f"M{_f(sx)},{_f(sy)} C{_f(sx + bend)},{_f(sy)} {_f(tx + bend)},{_f(ty)} {_f(tx)},{_f(ty)}"
+            mx, my = max(sx, tx) + bend * 0.75, (sy + ty) / 2
+            right = max(right, max(sx, tx) + bend + 4)
+        else:
+            path = f"M{_f(sx)},{_f(sy)} L{_f(tx)},{_f(ty)}"
+            mx, my = (sx + tx) / 2, (sy + ty) / 2
+        labels = a.label.split("\n") if a.label else []
+        if labels:
+            right = max(right, mx + 3 + max(len(t) for t in labels) * label_w + 4)
+        edges.append((a, path, mx, my, labels))
+    width = right
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_f(width)}pt" height="{_f(height)}pt" '
            f'viewBox="0 0 {_f(width)} {_f(height)}">', "<defs>"]
     for k, c in enumerate(colors):
@@ -316,27 +401,16 @@ def fallback_svg(d: Drawing) -> str:
                    f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>')
     out.append("</defs>")
     out.append(f'<rect x="0" y="0" width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>')
-    out.append(_text(width / 2, 16, d.title, 11))
-    for a in d.arrows:
-        x1, y1, w1, h1 = boxes[a.src]
-        x2, y2, w2, h2 = boxes[a.dst]
-        sx, sy = x1 + w1 / 2, y1 + h1
-        tx, ty = x2 + w2 / 2, y2
-        if y2 <= y1:  # same layer or back up: leave from the side, bow outwards
-            sx, sy = x1 + w1, y1 + h1 / 2
-            tx, ty = x2 + w2, y2 + h2 / 2
-            bend = 30 + abs(sy - ty) / 4
-            path = f"M{_f(sx)},{_f(sy)} C{_f(sx + bend)},{_f(sy)} {_f(tx + bend)},{_f(ty)} {_f(tx)},{_f(ty)}"
-            mx, my = max(sx, tx) + bend * 0.75, (sy + ty) / 2
-        else:
-            path = f"M{_f(sx)},{_f(sy)} L{_f(tx)},{_f(ty)}"
-            mx, my = (sx + tx) / 2, (sy + ty) / 2
+    if d.svg_title:
+        out.append(_text(width / 2, 16, d.title, 11))
+    for a, path, mx, my, labels in edges:
         dash = ' stroke-dasharray="5,3"' if a.dashed else ""
         out.append(f'<g class="edge"><title>{html.escape(a.tooltip)}</title>'
                    f'<path d="{path}" fill="none" stroke="{a.line}" stroke-width="1"{dash} '
-                   f'marker-end="url(#gml-arrow-{colors.index(a.line)})"/>')
-        for k, line in enumerate(a.label.split("\n") if a.label else []):
-            out.append(_text(mx + 3, my + k * 8, line, 7, a.line, "start"))
+                   + (f'marker-start="url(#gml-arrow-{colors.index(a.line)})" ' if a.both else "")
+                   + f'marker-end="url(#gml-arrow-{colors.index(a.line)})"/>')
+        for k, line in enumerate(labels):
+            out.append(_text(mx + 3, my + k * 9, line, 8, a.line, "start"))
         out.append("</g>")
     for b in d.boxes:
         x, y, w, h = boxes[b.id]
@@ -374,6 +448,17 @@ class GraphView:
         items = [f'<span style="background:{RED};border:1px solid {RED_LINE};padding:0 4px">'
                  "an invariant fails here</span>",
                  '<span style="border:2.5px solid #555;padding:0 4px">initial state</span>']
+        clustered = d.kind == "cluster" or "clustered into" in d.title
+        if d.kind in ("quotient", "difference") and not clustered:
+            items.append("<span>a box: one line per page (page 0 first), [fin] launch finalized</span>")
+        elif clustered:
+            items.append("<span>a box: a level (finalized, pages private, pages marked), with its folds "
+                         "and states</span>")
+        if any(a.both for a in d.arrows):
+            items.append("<span>&#8596; a two-headed arrow: calls both ways</span>")
+        if d.kind == "neighbourhood":
+            items.append(f'<span style="background:{CHOSEN};border:2.5px solid {CHOSEN_LINE};padding:0 4px">'
+                         "the chosen state</span>")
         if d.kind == "difference" and d.names:
             items = [f'<span style="background:{SIDE_FILL["a"]};border:1px solid {SIDE_LINE["a"]};'
                      f'padding:0 4px">only {html.escape(d.names[0])}</span>',
@@ -383,13 +468,19 @@ class GraphView:
                      "both</span>"] + items
         return '<div class="gml-legend" style="font-size:85%;margin:2px 0">' + " ".join(items) + "</div>"
 
-    def html(self, max_height: int = 640) -> str:
+    def html(self, max_height: int | None = 640, css_class: str = "gml-graph") -> str:
+        """A figure: legend, the SVG at its natural size (never scaled down, so a label
+        stays as large as drawn; a wide one scrolls in its box) and a caption."""
         caption = (f"{html.escape(self.drawing.title)} ({self.nodes} nodes, {self.edges} arrows; "
                    f"drawn by {'Graphviz dot' if self.engine == 'dot' else 'the pure-Python fallback'})")
-        return (f'<figure class="gml-graph" data-engine="{self.engine}" style="margin:4px 0">'
+        limit = f"max-height:{max_height}px;" if max_height else ""
+        return (f'<figure class="{css_class}" data-engine="{self.engine}" data-kind="{self.drawing.kind}" '
+                'style="margin:4px 0">'
                 + self.legend_html()
-                + f'<div class="gml-svg" style="overflow:auto;max-height:{max_height}px;border:1px solid #ddd">'
-                + "<style>.gml-svg > svg{max-width:max(100%,1400px);height:auto}</style>" + self.svg + "</div>"
+                + f'<div class="gml-svg" style="overflow:auto;{limit}max-width:100%;border:1px solid #ddd">'
+                # JupyterLab (and nbconvert's lab template) fit an SVG to the output's
+                # width (max-width:100%), which shrank labels to 4 px: not these
+                + self.svg.replace("<svg", '<svg style="max-width:none"', 1) + "</div>"
                 + f'<figcaption style="font-size:85%">{caption}</figcaption></figure>')
 
     def _repr_html_(self) -> str:
@@ -405,5 +496,11 @@ def draw(d: Drawing, engine: str = "auto") -> GraphView:
         raise RuntimeError("Graphviz's dot is not installed (Debian: apt-get install graphviz)")
     src = dot_source(d)
     if binary is not None:
-        return GraphView(d, src, run_dot(src, binary), "dot")
+        try:
+            return GraphView(d, src, run_dot(src, binary), "dot")
+        except RuntimeError:
+            if "concentrate=true" not in src:
+                raise
+            src = src.replace("concentrate=true, ", "")   # dot's edge merging can fail: without it
+            return GraphView(d, src, run_dot(src, binary), "dot")
     return GraphView(d, src, fallback_svg(d), "python")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -20,7 +21,8 @@ from gmemlab.model.state import TE_NAMES, Config
 from gmemlab.model import vocab
 from gmemlab.model.vocab import KNOBS, PROPOSALS, SERIES, proposal_names
 from gmemlab.render import html as H
-from gmemlab.render.graphs import PROJECTIONS, difference_view, draw, full_view, quotient_view
+from gmemlab.render import bounded
+from gmemlab.render.graphs import PROJECTIONS, draw, full_view
 from gmemlab.render.lanes import compute, lanes_html, lanes_text
 from gmemlab.render.sources import config_sources, proposal_claim, proposal_source
 from gmemlab.render.text import steps_text
@@ -58,20 +60,48 @@ def bounds(pages: int, knobs: dict) -> Bounds:
 
 
 # The caches are keyed by the Proposal objects too (compared by identity): a variant
-# registered again under the same name is explored anew.
+# registered again under the same name is explored anew. What is not part of the key
+# (the progress callback, "only if cached") reaches _compare through the calling thread.
+_call = threading.local()
+
+
+class _NotCached(Exception):
+    pass
+
+
 @functools.lru_cache(maxsize=64)
 def _compare(platform: str, series: str, pages: int, knobs: tuple, rules: tuple) -> Comparison:
+    if getattr(_call, "peek", False):
+        raise _NotCached   # an exception is not cached: the next call explores
     return compare(platform, series, bounds(pages, dict(knobs)), knobs=dict(knobs),
-                   proposals=tuple(p.name for p in rules))
+                   proposals=tuple(p.name for p in rules), progress=getattr(_call, "progress", None) or False)
 
 
 def comparison(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None,
-               proposals=None) -> Comparison:
+               proposals=None, progress=None) -> Comparison:
     """compare() for one configuration, computed once per session: every proposal known
-    (the built-ins and the registered variants), or those named."""
+    (the built-ins and the registered variants), or those named. progress: a callable
+    ``progress(states, frontier, depth, done)`` called as each proposal is explored, in
+    order (gmemlab.explore.search.Progress); what it raises ends the exploration."""
     names = proposal_names() if proposals is None else tuple(proposals)
-    return _compare(platform, series, pages, tuple(sorted(knob_dict(knobs).items())),
-                    tuple(vocab.proposal(n) for n in names))
+    _call.progress = progress
+    try:
+        return _compare(platform, series, pages, tuple(sorted(knob_dict(knobs).items())),
+                        tuple(vocab.proposal(n) for n in names))
+    finally:
+        _call.progress = None
+
+
+def cached_comparison(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None,
+                      proposals=None) -> Comparison | None:
+    """comparison() if this session has computed it already, else None (nothing explored)."""
+    _call.peek = True
+    try:
+        return comparison(platform, series, pages, knobs, proposals)
+    except _NotCached:
+        return None
+    finally:
+        _call.peek = False
 
 
 def load_variants(paths) -> list:
@@ -126,24 +156,74 @@ def summary_html(x: Exploration) -> str:
                              + config_sources(cfg.platform, cfg.series, {k: getattr(cfg, k) for k in KNOBS})))
 
 
-def full_graph_html(x: Exploration, engine: str = "auto", max_nodes: int = 400) -> str:
-    """Every state, or why not (too many to draw: the quotients below fold them)."""
+def full_graph_html(x: Exploration, engine: str = "auto", max_nodes: int = bounded.MAX_BOXES) -> str:
+    """Every state while a drawing of one box each stays readable (max_nodes); above,
+    a sentence saying so and the states clustered by launch progress (the views below,
+    built for a question, and the interactive view show the rest)."""
     if len(x.states) > max_nodes:
-        return (f"<p>{len(x.states):,} states are too many to draw one by one (more than "
-                f"{max_nodes}); the quotient views below fold them.</p>")
-    return draw(full_view(x, max_nodes), engine).html()
+        return (f'<p class="gml-full-replaced">{len(x.states):,} states are too many to draw one by one '
+                f"(a drawing stays readable up to {max_nodes} boxes). Here they are clustered by "
+                "launch progress; below, the quotients, the path, the neighbourhood of a state and the "
+                "small multiples per page answer narrower questions, and in a live notebook the "
+                "interactive view pans, zooms and searches the states themselves.</p>"
+                + draw(bounded.progress_view(x), engine).html(max_height=None))
+    d = full_view(x, max_nodes)
+    d.svg_title, d.grid = False, True
+    return draw(d, engine).html(max_height=None)
 
 
 def quotient_html(x: Exploration, projection: str, engine: str = "auto") -> str:
-    return draw(quotient_view(x, projection), engine).html()
+    """A quotient, whole while small, clustered by level above bounded.MAX_BOXES folds."""
+    return draw(bounded.quotient_view(x, projection), engine).html(max_height=None)
+
+
+def path_html(x: Exploration, invariant: str | None = None, engine: str = "auto") -> str:
+    """One box per step of a counterexample to ``invariant`` (None or "": the launch)."""
+    return draw(bounded.path_view(x, invariant or None), engine).html(max_height=None,
+                                                                       css_class="gml-graph gml-path")
+
+
+def paths_html(x: Exploration, engine: str = "auto") -> str:
+    """The launch step by step, and the counterexample to the first invariant that breaks."""
+    out = path_html(x, None, engine)
+    broken = [p.name for p in ALWAYS if not x.holds(p.name) and x.counterexample(p.name)]
+    if broken:
+        return out + path_html(x, broken[0], engine)
+    return out + "<p>No invariant breaks here: no counterexample to draw.</p>"
+
+
+def neighbourhood_html(x: Exploration, state: int | None = None, radius: int = 1, engine: str = "auto") -> str:
+    """A state (default: where the first broken invariant shows) and its neighbours."""
+    return draw(bounded.neighbourhood_view(x, state, radius), engine).html(
+        max_height=None, css_class="gml-graph gml-neighbourhood")
+
+
+def page_views_html(x: Exploration, projection: str = "launch progress", engine: str = "auto") -> str:
+    """Small multiples: one small graph per page, side by side where they fit."""
+    figs = "".join('<div style="flex:0 1 auto;max-width:100%">'
+                   + draw(d, engine).html(max_height=None, css_class="gml-graph gml-page") + "</div>"
+                   for d in bounded.page_views(x, projection))
+    return f'<div class="gml-multiples" style="display:flex;flex-wrap:wrap;gap:8px">{figs}</div>'
+
+
+def interactive_view(x: Exploration, enabled: bool = True, color: str = "progress"):
+    """The ipysigma widget (pan, zoom, search) in a live notebook, or a note saying
+    where it is (the exported page shows the static views only: no kernel, no CDN)."""
+    if enabled:
+        try:
+            return bounded.sigma(x, color)
+        except ImportError as e:
+            return H.show(f"<p>{H.esc(str(e))}</p>")
+    return H.show('<p class="gml-interactive-off">The interactive view (pan, zoom and search over '
+                  f"{H.esc(bounded.interactive_graph_what(x))}) runs in the live notebook; this page shows "
+                  "the static views.</p>")
 
 
 def state_space_data(x: Exploration) -> dict:
     """Numbers a test can hold the notebook to."""
-    from gmemlab.explore.graph import quotient
     return {"states": len(x.states), "transitions": x.transitions,
             "broken": [p.name for p in ALWAYS if not x.holds(p.name)],
-            "quotients": {name: quotient(x, key).number_of_nodes() for name, key in PROJECTIONS.items()}}
+            "quotients": {name: bounded.fold(x, key).number_of_nodes() for name, key in PROJECTIONS.items()}}
 
 
 def state_space_summary(x: Exploration) -> str:
@@ -161,7 +241,7 @@ def compare_view(table: Comparison, focus: str, against: str = "private-first", 
     """The matrix with ``focus`` against ``against``, and their quotients overlaid."""
     a, b = column(table, focus).exploration, column(table, against).exploration
     return (H.compare_html(table, focus, against)
-            + draw(difference_view(a, b), engine).html(max_height=520))
+            + draw(bounded.difference_view(a, b), engine).html(max_height=None))
 
 
 def precomputed_compare(platform: str = "snp", pages: int = 1, knobs=None, series: tuple = SERIES,
@@ -528,6 +608,23 @@ def reply(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None,
     proposal = proposal or None
     invariant = invariant or None
     return reply_text(table, proposal, invariant), reply_html(table, proposal, invariant)
+
+
+def recovery_html(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None) -> str:
+    """What each proposal's reference VMM recovers from, for one configuration."""
+    from gmemlab.render.reply import recovery_html as rh
+    return rh(comparison(platform, series, pages, knobs))
+
+
+def recovery_data(platform: str = "snp", series: str = "v8", pages: int = 1, knobs=None) -> dict:
+    """proposal -> {"holds", "gives_up_on", "steps", "guessing"}."""
+    out = {}
+    for c in comparison(platform, series, pages, knobs).columns:
+        d = c.to_json()
+        r = d["vmm_recovers"]
+        out[c.proposal] = {"holds": r["holds"], "gives_up_on": r["gives_up_on"],
+                           "steps": r["counterexample_length"], "guessing": d["guessing"]}
+    return out
 
 
 def reply_data(text: str, html: str, platform: str, series: str, pages: int, knobs, proposal: str, invariant: str) -> dict:
