@@ -145,8 +145,8 @@ KERNEL_READY = """() => {
 }"""
 
 
-def test_compare_panel_in_jupyterlab(lab, browser, tmp_path):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+def _run_all_of_02(lab, browser):
+    """02_compare open in JupyterLab, every cell run: the page."""
     url, token = lab
     page = browser.new_page()
     page.set_default_timeout(60_000)
@@ -157,6 +157,12 @@ def test_compare_panel_in_jupyterlab(lab, browser, tmp_path):
     page.wait_for_function(KERNEL_READY, timeout=90_000)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    return page
+
+
+def test_compare_panel_in_jupyterlab(lab, browser, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    page = _run_all_of_02(lab, browser)
 
     matrix = page.locator(MATRIX)
     try:
@@ -366,14 +372,7 @@ def test_every_control_of_the_compare_panel_in_jupyterlab(lab, browser, tmp_path
     and an exploration not done before shows the progress bar."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from gmemlab.model.vocab import KNOBS, PLATFORMS, SERIES, proposal_names
-    url, token = lab
-    page = browser.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(f"{url}/lab/tree/02_compare.ipynb?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
-    page.wait_for_function(KERNEL_READY, timeout=90_000)
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    page = _run_all_of_02(lab, browser)
     page.locator(f"{PANEL} .gml-result").wait_for(state="attached", timeout=120_000)
     page.locator(PANEL).scroll_into_view_if_needed()
     page.evaluate(WATCH_PROGRESS)

@@ -94,17 +94,22 @@ def quotient(x: Exploration, key: Callable[[VmState], object] = attribute_x_te):
         ks, kt = keys[sid], keys[tid]
         if ks == kt:
             continue
-        op = x.actions[a]["op"]
-        if g.has_edge(ks, kt):
-            e = g.edges[ks, kt]
-            e["count"] += 1
-            if op not in e["ops"]:
-                e["ops"].append(op)
-        else:
-            g.add_edge(ks, kt, ops=[op], count=1)
+        add_call(g, ks, kt, x.actions[a]["op"])
     for k in g.nodes:
         g.nodes[k]["invariants"] = sorted(g.nodes[k]["invariants"])
     return g
+
+
+def add_call(g, u, v, op: str) -> None:
+    """One more call from u to v in a folded graph: the edge counts its calls and lists
+    their ops in the order met."""
+    if g.has_edge(u, v):
+        e = g.edges[u, v]
+        e["count"] += 1
+        if op not in e["ops"]:
+            e["ops"].append(op)
+    else:
+        g.add_edge(u, v, ops=[op], count=1)
 
 
 def difference(a: Exploration, b: Exploration, key: Callable[[VmState], object] = attribute_x_te):

@@ -214,7 +214,9 @@ def error_information(x) -> dict:
     if cfg.has_te and n > 1 and not any(ev["op"] == "populate" and ev["size"] == n * ps for ev in acts):
         # The explorer tries populate page by page (its whole-file form is not symmetric,
         # gmemlab.spec); VMMs call it on the whole image, where partial progress shows.
-        acts.append(event("populate", offset=0, size=n * ps, src=None))
+        whole = event("populate", offset=0, size=n * ps, src=None)
+        acts.append(whole)
+        acts += [whole.replace(**{FAIL: a[FAIL]}) for a in acts if a["op"] == "populate" and FAIL in a][:1]
     seen: dict[str, dict[str, set]] = {}
     for s in x.states:
         for ev in acts:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmemlab.explore.graph import add_call
 from gmemlab.invariants import ALWAYS
 from gmemlab.render.graphs import CHOSEN  # noqa: F401 (the doctest's highlight)
 from gmemlab.render.graphs import PROJECTIONS, Drawing, _describe, attribute_x_te, host_view, launch_view
@@ -204,11 +205,7 @@ def fold(x, key=attribute_x_te):
         nx = _nx()
         kid, keys = state_keys(x, key)
         n = len(keys)
-        counts = np.bincount(kid, minlength=n)
-        bits = broken_bits(x)
-        inv = np.zeros(n, np.int64)
-        np.bitwise_or.at(inv, kid, bits)
-        initial = set(kid[roots(x)].tolist())
+        counts, inv, initial = fold_marks(x, kid, n)
         g = nx.DiGraph()
         for j, k in enumerate(keys):
             g.add_node(k, label=projection_label(k), count=int(counts[j]), invariants=_names(int(inv[j])),
@@ -465,20 +462,22 @@ def neighbourhood_view(x, state: int | None = None, radius: int = 1, cap: int = 
             u, v = int(src[j]), int(dst[j])
             if u == v or v not in idx:
                 continue
-            op = x.actions[int(act[j])]["op"]
-            if g.has_edge(u, v):
-                e = g.edges[u, v]
-                e["count"] += 1
-                if op not in e["ops"]:
-                    e["ops"].append(op)
-            else:
-                g.add_edge(u, v, ops=[op], count=1)
+            add_call(g, u, v, x.actions[int(act[j])]["op"])
     shown = (f"all {len(keep)}" if all_near == len(keep)
              else f"the nearest {len(keep)} of {all_near:,}")
     d = _describe(g, f"{_title(x)}: state {state} and the states within {radius} call(s) of it, "
                      f"{shown}", "neighbourhood", both_ways=True)
     d.svg_title, d.grid = False, True
     return d
+
+
+def fold_marks(x, kid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, set]:
+    """For n folds of the states (kid: state -> fold): the states in each, the bits of
+    the invariants broken in any of them, and the folds holding an initial state."""
+    counts = np.bincount(kid, minlength=n)
+    inv = np.zeros(n, np.int64)
+    np.bitwise_or.at(inv, kid, broken_bits(x))
+    return counts, inv, set(kid[roots(x)].tolist())
 
 
 def page_views(x, projection: str = "launch progress") -> list[Drawing]:
@@ -494,10 +493,7 @@ def page_views(x, projection: str = "launch progress") -> list[Drawing]:
                        np.int64)[kid_all]
         names = list(per)
         n = len(names)
-        counts = np.bincount(kid, minlength=n)
-        inv = np.zeros(n, np.int64)
-        np.bitwise_or.at(inv, kid, broken_bits(x))
-        initial = set(kid[roots(x)].tolist())
+        counts, inv, initial = fold_marks(x, kid, n)
         nx = _nx()
         g = nx.DiGraph()
         for j, (label, fin) in enumerate(names):
@@ -529,10 +525,7 @@ def progress_view(x) -> Drawing:
     TE holds; each box counts its states; arrows merged per pair with their calls."""
     kid, keys = progress_key(x)
     n, pages = len(keys), x.bounds.pages
-    counts = np.bincount(kid, minlength=n)
-    inv = np.zeros(n, np.int64)
-    np.bitwise_or.at(inv, kid, broken_bits(x))
-    initial = set(kid[roots(x)].tolist())
+    counts, inv, initial = fold_marks(x, kid, n)
     nx = _nx()
     g = nx.DiGraph()
     for j in sorted(range(n), key=lambda j: keys[j]):   # rows by (finalized, measured)

@@ -686,6 +686,23 @@ static __maybe_unused int host_access(uint64_t offset, int is_write, uint8_t val
 	*out = (uint8_t)res[1];
 	return res[0];
 }
+
+/*
+ * The source of a launch command (LAUNCH_UPDATE, INIT_MEM_REGION): none, the
+ * destination is its own source (in place), or a buffer of size bytes
+ * holding value (the legacy copy path).
+ */
+static __maybe_unused void *launch_source(uint64_t size, int from_buffer, uint8_t value)
+{
+	void *buf;
+
+	if (!from_buffer)
+		return NULL;
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(buf != MAP_FAILED, "mmap of the source: %s", strerror(errno));
+	memset(buf, value, size);
+	return buf;
+}
 """
 
 _ATTRIBUTES = r"""
@@ -841,15 +858,10 @@ static __maybe_unused void snp_setup(void)
  */
 static __maybe_unused int populate(uint64_t offset, uint64_t size, int from_buffer, uint8_t value)
 {
-	void *buf = NULL;
+	void *buf = launch_source(size, from_buffer, value);
 	uint32_t fw = 0;
 	int r;
 
-	if (from_buffer) {
-		buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		TEST_ASSERT(buf != MAP_FAILED, "mmap of the source: %s", strerror(errno));
-		memset(buf, value, size);
-	}
 	snp_update = (struct kvm_sev_snp_launch_update){
 		.gfn_start = offset / TRACE_PAGE_SIZE,
 		.uaddr = (uintptr_t)buf,
@@ -955,15 +967,10 @@ static __maybe_unused void tdx_setup(void)
  */
 static __maybe_unused int populate(uint64_t offset, uint64_t size, int from_buffer, uint8_t value)
 {
-	void *buf = NULL;
+	void *buf = launch_source(size, from_buffer, value);
 	uint64_t hw = 0;
 	int r;
 
-	if (from_buffer) {
-		buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		TEST_ASSERT(buf != MAP_FAILED, "mmap of the source: %s", strerror(errno));
-		memset(buf, value, size);
-	}
 	tdx_region = (struct kvm_tdx_init_mem_region){
 		.source_addr = (uintptr_t)buf,
 		.gpa = offset,
