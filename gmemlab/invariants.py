@@ -110,6 +110,41 @@ def _guest_never_sees_stale(cfg, t):
     return S.STALE_EXPOSED not in t.effects
 
 
+def _conversion_spares_unconverted(cfg, t):
+    """KVM_SET_MEMORY_ATTRIBUTES2, judged page by page (so that the fast engine can judge a
+    range call on each page's part): a page whose attribute the call left as it was -- one
+    of its range that had the requested attribute already, one outside its range, or any
+    page of a call that failed -- keeps its contents and its TE state (what the guest can
+    read follows from those and the attribute); and a page's attribute only ever becomes
+    the requested one."""
+    ev = t.event
+    if ev["op"] != "set_attributes" or not t.pre.created or len(t.pre.pages) != len(t.post.pages):
+        return True
+    want = ev["attributes"] == "private"
+    for a, b in zip(t.pre.pages, t.post.pages):
+        if a.private != b.private:
+            if b.private != want:
+                return False
+        elif (a.content, a.te) != (b.content, b.te):
+            return False
+    return True
+
+
+def _conversion_meets_converted_page(cfg, t):
+    ev = t.event
+    if ev["op"] != "set_attributes" or t.outcome.get("ret") != 0 or not t.pre.created:
+        return False
+    want = ev["attributes"] == "private"
+    return any(p.private == want for p in t.pre.pages)
+
+
+def _te_page_freed(cfg, t):
+    if t.event["op"] != "punch_hole" or t.outcome.get("ret") != 0 or not t.pre.created \
+            or len(t.pre.pages) != len(t.post.pages):
+        return False
+    return any(a.te != TE_NONE and not b.allocated for a, b in zip(t.pre.pages, t.post.pages))
+
+
 # --- sometimes predicates -----------------------------------------------------------
 
 def _some(pred):
@@ -201,6 +236,21 @@ ALWAYS = [
              "with NO_DIRECT_MAP, no private page (KVM or TE) is in the host direct map",
              SEED + ": 'direct map removal/restoration' as part of conversion",
              on_state=_direct_map_absent, pair="no_direct_map_private_page"),
+    Property("conversion_spares_unconverted", "always",
+             "a conversion changes nothing of the pages in its range that already have the "
+             "requested attribute, nor of pages outside its range: not their contents, not the "
+             "trusted entity's state of them, not what the guest can read",
+             "Suzuki K Poulose, v8 review <114e2488-97ed-4740-a8e8-1edd991f26c5@arm.com> (mixed-range "
+             "conversions and the invalidation filter); post-v8 __kvm_gmem_set_attributes and "
+             "kvm_gmem_make_shared (virt/kvm/guest_memfd.c)",
+             on_transition=_conversion_spares_unconverted, pair="conversion_meets_converted_page"),
+    Property("freed_pages_not_te_owned", "always",
+             "a page the host frees (punch hole, truncate, release) is owned by no trusted entity "
+             "(CCA: a delegated granule; SNP: an assigned RMP entry)",
+             "kvm_gmem_punch_hole -> kvm_gmem_free_folio -> kvm_arch_gmem_reclaim "
+             "(virt/kvm/guest_memfd.c); SNP sev_gmem_invalidate (arch/x86/kvm/svm/sev.c); CCA "
+             "realm_unmap_private_range (arch/arm64/kvm/rmi.c, v15)",
+             on_transition=_effect_absent(S.FREED_TE_OWNED), pair="te_page_freed"),
 ]
 
 SOMETIMES = [
@@ -223,6 +273,11 @@ SOMETIMES = [
              "a NO_DIRECT_MAP file holds an allocated private page", "",
              on_state=lambda cfg, s: "NO_DIRECT_MAP" in s.gmem_flags
              and any(p.private and p.allocated for p in s.pages)),
+    Property("conversion_meets_converted_page", "sometimes",
+             "a conversion succeeds while some page already has the requested attribute", "",
+             on_transition=_conversion_meets_converted_page),
+    Property("te_page_freed", "sometimes", "a punch hole frees a page the TE held", "",
+             on_transition=_te_page_freed),
 ]
 
 # Decided on the product of the model and a reference VMM (gmemlab.explore.recovery),

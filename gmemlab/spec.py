@@ -10,7 +10,7 @@ explored".
 Actions. From a fresh guest_memfd of N pages (created with MMAP, with and without
 INIT_SHARED; with NO_DIRECT_MAP too when that series is on) every op is tried on each
 single page, for each host process and each argument value the bounds allow, and the
-range calls (set_attributes, punch_hole; populate and guest_accept page by page) on each
+range calls (set_attributes, punch_hole, populate; guest_accept page by page) on each
 single page and on the whole file. ``Bounds(ranges="all")`` adds every contiguous range.
 
 Symmetry. With single-page and whole-file calls only, the semantics do not depend on
@@ -21,8 +21,28 @@ states is closed under permuting pages and a state may be stored sorted by page.
 error_offset of a whole-file EAGAIN names the first pinned page of the concrete state,
 which Exploration.chain_events recomputes on the concrete path. populate and
 guest_accept stop at the first failing page, so their whole-file form is
-order-dependent: they are tried page by page (with symmetry off too: the same action
-set). ``ranges="all"`` turns symmetry off.
+order-dependent (``order_dependent``). guest_accept is tried page by page only.
+populate is also tried on the whole file, as VMMs call it, and then symmetry is off:
+
+- Reachable states alone would survive the reduction: the whole-file populate's loop
+  body reads one page (and the VM-wide flags), so its result on a permuted state is the
+  permutation of a state that single-page populates reach, one page at a time, in the
+  permuted order (the pages done, then the failing page's partial work).
+- What does not survive is everything measured per transition: from a canonical state
+  the reduced search tries the whole-file populate in one page order only, so a
+  permuted order's single step (say "two pages done, then EINVAL", where the canonical
+  order fails at once with EIO) is found only as several single-page steps. Outcomes
+  of that call (partial progress, error_information's causes), transition invariants
+  judged on it, counterexample lengths and, with the huge_folios knob, the huge folio
+  (several single-page conversions split it where one whole-file conversion does not:
+  step.huge_folio_rule) would all differ from the unreduced search.
+- A sound reduction would try the order-dependent call on every arrangement of the
+  canonical state's pages and keep the concrete permutation for chain_events; until
+  then the search is exact: Spec turns symmetry off whenever an order-dependent action
+  is in the set (snp, tdx and cca from 2 pages; sw_protected and default keep it).
+  tests/test_spec_symmetry.py holds reduced and unreduced searches to the same answers.
+
+``ranges="all"`` turns symmetry off too.
 
 >>> s = Spec(Config(platform="sw_protected"), Bounds(pages=1))
 >>> [e["flags"] for e in s.creates]
@@ -64,6 +84,14 @@ class Bounds:
             raise UsageError(f"ranges must be 'page+file' or 'all', got {self.ranges!r}")
 
 
+def order_dependent(cfg: Config, ev: Event) -> bool:
+    """Whether the action stops at the first failing page of a range of more than one
+    page, so that its result depends on where each page sits: populate and guest_accept
+    (gmemlab.model.step; set_attributes and punch_hole are plans whose phases are
+    functions of one page and end in the same state whatever the order)."""
+    return ev["op"] in ("populate", "guest_accept") and ev.get("size", 0) > cfg.page_size
+
+
 class Spec:
     """config + bounds -> initial events, actions, boundary, properties.
 
@@ -76,9 +104,12 @@ class Spec:
         no_direct_map = bounds.no_direct_map or config.no_direct_map_series
         self.config = dataclasses.replace(config, no_direct_map_series=no_direct_map)
         self.bounds = dataclasses.replace(bounds, no_direct_map=no_direct_map)
-        self.symmetric = symmetry and self.bounds.ranges == "page+file"
         self.creates: list[Event] = self._creates()
         self.actions: list[Event] = self._actions()
+        # Symmetry is off where an action walks pages in an order that matters (see the
+        # class docstring, "Symmetry"): a whole-range populate.
+        self.symmetric = (symmetry and self.bounds.ranges == "page+file"
+                          and not any(order_dependent(self.config, a) for a in self.actions))
         self.always = [p for p in ALWAYS if not p.graph]
         self.sometimes = list(SOMETIMES)
         self.goal = launched_and_running
@@ -96,7 +127,12 @@ class Spec:
         flag_sets = [("MMAP", "INIT_SHARED"), ("MMAP",)]
         if self.bounds.no_direct_map:
             flag_sets += [f + ("NO_DIRECT_MAP",) for f in flag_sets]
-        return [event("create_gmem", size=size, flags=f) for f in flag_sets]
+        creates = [event("create_gmem", size=size, flags=f) for f in flag_sets]
+        # A create the model refuses (INIT_SHARED with the knob in_place_off on snp/tdx) is
+        # no root: ask the model rather than restate its rule.
+        from gmemlab.model.state import VmState
+        from gmemlab.model.step import step
+        return [e for e in creates if step(self.config, VmState(), e).state.created]
 
     def _ranges(self, whole: bool) -> list[tuple[int, int]]:
         ps, n = self.config.page_size, self.bounds.pages
@@ -110,7 +146,7 @@ class Spec:
     def _actions(self) -> list[Event]:
         cfg, b, ps = self.config, self.bounds, self.config.page_size
         acts: list[Event] = []
-        flag_options = [()] if cfg.series != "v5" else [(), ("ZERO",), ("PRESERVE",)]
+        flag_options = [()] if not cfg.features.content_modes else [(), ("ZERO",), ("PRESERVE",)]
         for off, size in self._ranges(whole=True):
             for attr in ("private", "shared"):
                 for flags in flag_options:
@@ -124,7 +160,9 @@ class Spec:
             acts.append(event("pin", offset=i * ps, size=ps))
             acts.append(event("unpin", offset=i * ps, size=ps))
         if cfg.has_te:
-            for off, size in self._ranges(whole=False):
+            # populate on each page and on the whole file (VMMs populate the whole image
+            # in one call: partial progress and the huge-folio metric depend on it).
+            for off, size in self._ranges(whole=True):
                 acts.append(event("populate", offset=off, size=size, src=None))
                 acts.append(event("populate", offset=off, size=size, src="buffer", value=b.source_value))
             acts.append(event("finalize"))

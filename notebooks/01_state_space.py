@@ -35,8 +35,8 @@
 
 # %% tags=["parameters"]
 proposal = "private-first"   # private-first | populate-converts | userspace-converts
-platform = "snp"             # sw_protected | snp | tdx
-series = "v8"                # v5 | v7 | v8
+platform = "snp"             # sw_protected | default | snp | tdx | cca
+series = "v8"                # v5 | v7 | v8 | v13
 pages = 1                    # pages of the guest_memfd (every view stays readable at 1-3)
 knobs = []                   # e.g. ["refuse_unprepared_populate"]
 engine = "auto"              # graph drawing: auto (dot if installed) | dot | python

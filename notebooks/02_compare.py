@@ -33,8 +33,8 @@
 # invariant's name for its claim and source).
 
 # %% tags=["parameters"]
-platform = "snp"                 # sw_protected | snp | tdx
-series = "v8"                    # v5 | v7 | v8
+platform = "snp"                 # sw_protected | default | snp | tdx | cca
+series = "v8"                    # v5 | v7 | v8 | v13
 pages = 1                        # pages of the guest_memfd (1-3 stay interactive)
 focus = "userspace-converts"     # the proposal in focus
 against = "private-first"        # the proposal it is compared against

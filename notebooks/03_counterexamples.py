@@ -36,8 +36,8 @@
 # calls do not break the invariant under that other proposal, both ways.
 
 # %% tags=["parameters"]
-platform = "snp"             # sw_protected | snp | tdx
-series = "v8"                # v5 | v7 | v8
+platform = "snp"             # sw_protected | default | snp | tdx | cca
+series = "v8"                # v5 | v7 | v8 | v13
 pages = 1                    # pages of the guest_memfd
 proposals = "all"            # "all" or a list, e.g. ["userspace-converts"]
 knobs = []                   # e.g. ["refuse_unprepared_populate"]

@@ -33,7 +33,7 @@
 # %% tags=["parameters"]
 traces = "../data/traces"    # a trace file, a folder (every *.jsonl below it), or a list
 proposal = "private-first"   # private-first | populate-converts | userspace-converts
-series = ""                  # empty: each trace header names its series; or v5 | v7 | v8
+series = ""                  # empty: each trace header names its series; or v5 | v7 | v8 | v13
 knobs = []                   # e.g. ["refuse_unprepared_populate"]
 kernel_traces = ["../data/traces", "../data/emulated"]  # what tests/test_kvm.py runs on the kernel
 kvm_device = "/dev/kvm"      # the KVM device of "The kernel as the oracle"

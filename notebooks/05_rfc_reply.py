@@ -30,8 +30,8 @@
 # reply` writes the text as an email for git send-email or mutt.
 
 # %% tags=["parameters"]
-platform = "snp"             # sw_protected | snp | tdx
-series = "v8"                # v5 | v7 | v8
+platform = "snp"             # sw_protected | default | snp | tdx | cca
+series = "v8"                # v5 | v7 | v8 | v13
 pages = 1                    # pages of the guest_memfd
 proposal = ""                # the counterexample proposal; empty: the first that breaks one
 invariant = ""               # the invariant; empty: the first it breaks

@@ -32,8 +32,8 @@
 # populate ioctl, which is what the comparison shows.
 
 # %% tags=["parameters"]
-platform = "snp"                 # sw_protected | snp | tdx
-series = "v8"                    # v5 | v7 | v8
+platform = "snp"                 # sw_protected | default | snp | tdx | cca
+series = "v8"                    # v5 | v7 | v8 | v13
 pages = 2                        # pages of the guest_memfd
 knobs = []                       # knob names (gmemlab.model.vocab.KNOBS), e.g. ["huge_folios"]
 variants = []                    # more files of proposal variants to load, as `gmemlab --variants`

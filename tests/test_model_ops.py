@@ -213,11 +213,16 @@ def test_snp_populate_twice_fails():
     assert outs[-1] == {"ret": "EIO", "done": 0}
 
 
-def test_populate_after_finalize_einval():
-    for cfg in (SNP, TDX):
+def test_populate_after_finalize_refused():
+    # TDX: tdx_vcpu_init_mem_region refuses a RUNNABLE TD (EINVAL). SNP: snp_launch_update
+    # has no launch-state check; kvm_gmem_populate fails on the first page -> EIO.
+    for cfg, errno in ((SNP, "EIO"), (TDX, "EINVAL")):
         _, outs = run(cfg, create(1), attrs(0, 1, "private"), FINALIZE, populate(0, 1), FINALIZE)
-        assert outs[-2] == {"ret": "EINVAL", "done": 0}
+        assert outs[-2] == {"ret": errno, "done": 0}
         assert outs[-1] == {"ret": "EINVAL"}
+        # the argument checks come first
+        _, outs = run(cfg, create(1), attrs(0, 1, "private"), FINALIZE, {**populate(0, 1), "size": 100})
+        assert outs[-1] == {"ret": "EINVAL", "done": 0}
 
 
 def test_v7_populate_measures_stale_v8_zeroes():
@@ -362,3 +367,23 @@ def test_populate_converts_inherits_enomem():
     snp = Config(proposal="populate-converts", platform="snp")
     _, out, _ = step(snp, run(snp, create(1))[0], {**populate(0, 1), "process": "vmm", "fail": "ENOMEM"})
     assert out == {"ret": "EIO", "done": 0}  # the ENOMEM is lost in snp_launch_update
+
+
+def test_freed_pages_not_te_owned_and_conversion_spares_unconverted():
+    from gmemlab.invariants import Transition, violations
+    from gmemlab.model.step import FREED_TE_OWNED
+    # SNP: punching a measured page reclaims it first (sev_gmem_invalidate): no effect.
+    s, _ = run(SNP, create(2), attrs(0, 2, "private"), populate(0, 2), FINALIZE)
+    ev = {**punch(0, 1), "process": "vmm"}
+    post, out, eff = step(SNP, s, ev)
+    assert out == {"ret": 0} and FREED_TE_OWNED not in eff and not post.pages[0].allocated
+    assert violations(SNP, Transition(s, ev, out, post, eff)) == []
+    # ... and the invariant can fail: the same step reported as freeing an owned page.
+    t = Transition(s, ev, out, post, frozenset({FREED_TE_OWNED}))
+    assert "freed_pages_not_te_owned" in violations(SNP, t)
+    # A conversion that touched a page it did not convert breaks conversion_spares_unconverted.
+    ev = {**attrs(0, 1, "shared"), "process": "vmm"}
+    post, out, eff = step(SNP, s, ev)
+    assert "conversion_spares_unconverted" not in violations(SNP, Transition(s, ev, out, post, eff))
+    bad = post.replace_pages({1: post.pages[1]._replace(te=TE_NONE)})
+    assert "conversion_spares_unconverted" in violations(SNP, Transition(s, ev, out, bad, eff))

@@ -19,6 +19,7 @@ import pytest
 
 from gmemlab.explore import Bounds
 from gmemlab.explore.compare import compare
+from gmemlab.model.vocab import PROPOSALS, SERIES
 from gmemlab.render import views
 from gmemlab.render.reply import reply_text
 from gmemlab.traces.format import loads
@@ -166,7 +167,7 @@ def check_compare(data, p, shown):
         assert data["matrix"]["states"][c.proposal] == f"{len(c.exploration.states):,}"
     assert ("gml-toggle" in shown) == p["precompute"]
     if p["precompute"]:  # every series x proposal, for the exported page
-        assert shown.count('class="gml-pane ') == 9
+        assert shown.count('class="gml-pane ') == len(SERIES) * len(PROPOSALS)
 
 
 def check_counterexamples(data, p, shown):
@@ -373,7 +374,7 @@ def test_report_writes_html_and_the_reply(tmp_path):
     page = (out / "02_compare.html").read_text()
     assert "application/vnd.jupyter.widget-state+json" not in page  # the live panel needs a kernel
     assert "<script src" not in page and "cdnjs" not in page          # nothing from the network
-    assert page.count('class="gml-pane ') == 9                       # the kernel-free toggle
+    assert page.count('class="gml-pane ') == len(SERIES) * len(PROPOSALS)   # the kernel-free toggle
     assert "gmemlab-report-" not in page                        # no temporary paths
 
 

@@ -189,13 +189,13 @@ def test_explore_refuses_what_it_cannot_finish_before_starting():
 def test_explore_max_states_ends_with_what_it_found():
     # the huge-folios knob makes more states than the estimate: the search itself stops
     import json
-    r, _ = _run("explore", "--pages", "2", "--huge-folios", "--max-states", "7000", "--json")
+    r, _ = _run("explore", "--pages", "2", "--huge-folios", "--max-states", "15000", "--json")
     assert r.returncode == 2, r.stderr
     out = json.loads(r.stdout)
     assert out["complete"] is False and out["invariants"] == {}
     assert "incomplete" in r.stderr and "raise --max-states" in r.stderr
     r, _ = _run("explore", "--pages", "2", "--huge-folios", "--proposal", "userspace-converts",
-                "--max-states", "9000", "--json")
+                "--max-states", "18500", "--json")
     assert r.returncode == 1, r.stderr   # a violation found is real, even unfinished
     out = json.loads(r.stdout)
     assert out["complete"] is False and out["invariants"]

@@ -20,7 +20,8 @@ from gmemlab.model.vocab import PROPOSALS
 
 def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
     """The fewest calls (create_gmem included) that launch every page in place (no
-    legacy source buffer), and the calls themselves.
+    legacy source buffer; on cca, where populate requires a source, through the
+    copy-aside populate), and the calls themselves.
 
     Breadth-first from the roots over the stored edges (self loops and legacy-source
     populates left out), level by level: a state is reached first from the earliest
@@ -30,7 +31,11 @@ def calls_to_launch(x: Exploration) -> tuple[int | None, list[dict] | None]:
     if not x.config.has_te:
         return None, None
     v = x.bounds.host_value
-    legacy = [a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer"]
+    # On a platform whose populate requires a source (cca) the copy-aside populate is the
+    # launch itself, not the legacy path: there its source-buffer populates count.
+    from gmemlab.model.platforms import PLATFORMS
+    copy_aside = PLATFORMS[x.config.platform].populate_requires_source
+    legacy = [a for a, ev in enumerate(x.actions) if ev.get("src") == "buffer" and not copy_aside]
     src, dst, act = (np.frombuffer(arr, np.int32) for arr in (x.src, x.dst, x.act))
     keep = (src != dst) & ~np.isin(act, legacy)
     src, dst, act = src[keep], dst[keep], act[keep]       # still sorted by source

@@ -56,6 +56,12 @@ def _base(proposal: str, platform: str, series: str) -> tuple[int, int]:
 def estimate_states(proposal: str, platform: str, series: str, pages: int, *,
                     symmetry: bool = True, processes: int = 1) -> int:
     s1, s2 = _base(proposal, platform, series)
+    from gmemlab.model.platforms import PLATFORMS
+    if PLATFORMS[platform].has_te:
+        # The whole-range populate keeps symmetry off from 2 pages on (gmemlab.spec): the
+        # manifest's 2-page count is unreduced (once regenerated), the growth is taken on
+        # the reduced count, and every page order is then counted.
+        s2, symmetry = max(s2 // 2, 1), False
     if pages <= 1:
         est = float(s1)
     else:

@@ -207,7 +207,7 @@ def error_information(x) -> dict:
     >>> from gmemlab.explore import explore
     >>> x = explore(Config(proposal="populate-converts", platform="snp"), Bounds(pages=1))
     >>> [r for r in error_information(x)["populate"] if r["guessing"]][0]["causes"]
-    ['EAGAIN', 'EINVAL']
+    ['EAGAIN', 'EINVAL', 'EIO']
     """
     cfg, ps, n = x.config, x.config.page_size, x.bounds.pages
     acts = [ev for ev in x.actions if ev["op"] in FAILABLE]

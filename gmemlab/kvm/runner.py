@@ -545,6 +545,8 @@ NOT_ON_DEFAULT_VM = {
     "finalize": "KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM are launch ioctls of SNP and TDX VMs; "
                 "a default VM has none",
     "guest_accept": "PVALIDATE / TDG.MEM.PAGE.ACCEPT need a trusted entity; a default VM has none",
+    "replace_memslot": "KVM_SET_USER_MEMORY_REGION2 exists, but kvm-run binds its one memslot once and "
+                       "does not move it (not implemented)",
     "map_gpa_range": "KVM_HC_MAP_GPA_RANGE reaches userspace only with KVM_CAP_EXIT_HYPERCALL, and its "
                      "answer would be a conversion this kernel does not have",
 }

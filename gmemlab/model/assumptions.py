@@ -20,9 +20,11 @@ ASSUMPTIONS: dict[str, str] = {
                           "they hold the detached folio.",
     "A-sw-no-launch": "sw_protected VMs have no launch ioctls: populate and finalize are ENOTTY "
                       "(KVM_MEMORY_ENCRYPT_OP without mem_enc_ioctl).",
-    "A-snp-launch-state": "SNP refuses LAUNCH_UPDATE/LAUNCH_FINISH after LAUNCH_FINISH with EINVAL, "
-                          "as proposed in '[PATCH] KVM: SEV: Track SNP launch state and disallow "
-                          "invalid userspace interactions' (mainline has no check; the host can fault).",
+    "A-snp-launch-state": "After LAUNCH_FINISH the SNP firmware refuses SNP_LAUNCH_UPDATE for a page "
+                          "not yet RMP-assigned (so a populate then fails: EIO, snp_launch_update), "
+                          "and a second LAUNCH_FINISH is answered EINVAL, as the unmerged '[PATCH] KVM: "
+                          "SEV: Track SNP launch state and disallow invalid userspace interactions' "
+                          "would; kvm-x86's snp_launch_finish has no such check.",
     "A-run-after-launch": "On snp and tdx no vCPU runs before launch is finalized: guest events "
                           "before finalize get EINVAL (KVM_RUN refused).",
     "A-shared-access-te-page": "A shared-view guest access to a page the TE holds while KVM tracks it "
@@ -39,11 +41,37 @@ ASSUMPTIONS: dict[str, str] = {
                          "partial-write erratum).",
     "A-tdx-clear": "After TDH.MEM.PAGE.REMOVE (conversion to shared) the page reads as zero; mainline "
                    "clears explicitly only on parts with the partial-write erratum.",
+    "A-cca-scrub": "On cca, after realm_unmap_private_range (RMI_RTT_DATA_UNMAP, then undelegate) the "
+                   "host reads the granule as zero: the Realm's data is gone (RMM granule wiping); the "
+                   "kernel code does not say what the host then sees.",
+    "A-cca-measure": "On cca the VMM passes KVM_ARM_RMI_POPULATE_FLAGS_MEASURE, so every populated "
+                     "page is measured into the RIM (the model's populate carries no flags).",
+    "A-cca-gpf": "On cca a user access to a delegated granule (only reachable when the RMM holds a page "
+                 "KVM tracks as shared) gets SIGBUS from its granule protection fault; the arm64 "
+                 "fault handling of a GPF was not read.",
+    "A-cca-activate": "On cca, finalize stands for the Realm's activation at the first KVM_RUN "
+                      "(kvm_activate_realm); guest events count only after it (as A-run-after-launch).",
     "A-goal": "'Launched and running' (no_stuck_state's goal) is: launch finalized (snp, tdx) and no "
               "page the TE holds while KVM tracks it as shared.",
     "A-vmm-transient": "vmm_recovers: the references and allocation failures the VMM cannot see are "
                        "transient: whoever holds an extra reference drops it eventually, and "
                        "allocations succeed again. A reference the VMM must drop itself is not modelled.",
+    "A-noslot-shared": "On sw_protected and default, a guest access to a gpa outside every memslot is "
+                       "shared (no memslot, no attribute): KVM_EXIT_MMIO.",
+    "A-memslot-replace-te": "replace_memslot leaves the TE's state of the pages that stay in the "
+                            "memslot as it is: SNP's RMP entry belongs to the pfn and kvm_gmem_unbind "
+                            "does not reclaim it; TDX's S-EPT removal when the deleted memslot is "
+                            "zapped is not modelled.",
+    "A-snp-make-shared": "v13: sev_gmem_make_shared (SNP's kvm_arch_gmem_make_shared, declared in the "
+                         "post-v8 svm.h; its body was not read) returns an assigned RMP entry to "
+                         "hypervisor-owned, as sev_gmem_invalidate does on freeing.",
+    "A-per-vm-private": "With kvm.gmem_in_place_conversion off (knob in_place_off) the model's attribute "
+                        "stands for the per-VM one, which the VMM sets private over the guest_memfd's "
+                        "range before launch (KVM_SET_MEMORY_ATTRIBUTES, not modelled as an event): a "
+                        "file created without INIT_SHARED is private, and nothing converts it.",
+    "A-unknown-src": "A populate whose source a recording cannot show (src \"unknown\") is replayed "
+                     "in place, as the in-place series' snp_launch_update does for a guest_memfd "
+                     "memslot that supports shared memory (src = NULL).",
     "A-vmm-documented": "The reference VMM retries only what the uAPI documents as transient (EAGAIN, "
                         "ENOMEM, EINTR) and resumes a partial populate; any other error stops the launch, "
                         "as QEMU's launch code does.",

@@ -92,6 +92,10 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "guest_write": (("offset", "private", "value"), ()),
     "guest_accept": (("offset", "size"), ()),
     "map_gpa_range": (("offset", "size", "private"), ()),
+    # Added with the memslot edges (docs/trace-format.md, "Memslots"): offset and size of
+    # the guest_memfd memslot as it is re-added; "new_gmem" the flags of a new
+    # guest_memfd it is bound to instead of the old one.
+    "replace_memslot": (("offset", "size"), ("new_gmem",)),
 }
 
 
@@ -111,8 +115,9 @@ def event(op: str, **fields) -> Event:
     if op == "populate":
         d["src"] = None
     d.update(fields)
-    if "flags" in d:
-        d["flags"] = tuple(d["flags"])
+    for name in ("flags", "new_gmem"):
+        if d.get(name) is not None:
+            d[name] = tuple(d[name])
     d.setdefault("process", "vmm")
     return Event(d)
 
@@ -229,13 +234,17 @@ def from_json(obj: Any, line: int | None = None) -> Event:
             ev[name] = v
         elif name == "flags":
             ev[name] = check_flags(v, GMEM_FLAGS if op == "create_gmem" else ATTRIBUTE_FLAGS)
+        elif name == "new_gmem":
+            ev[name] = check_flags(v, GMEM_FLAGS, "new_gmem")
         elif name == "private":
             if type(v) is not bool:
                 raise InvalidEvent(f"private must be true or false, got {json.dumps(v)}")
             ev[name] = v
         elif name == "src":
-            if v is not None and v != "buffer":
-                raise InvalidEvent(f"src must be null or \"buffer\", got {json.dumps(v)}")
+            # "unknown" (added for recordings, docs/trace-format.md): the recording does
+            # not show whether the kernel populated in place or copied from a source.
+            if v is not None and v not in ("buffer", "unknown"):
+                raise InvalidEvent(f"src must be null, \"buffer\" or \"unknown\", got {json.dumps(v)}")
             ev[name] = v
         elif name == "value":
             ev[name] = parse_value(v)
@@ -247,6 +256,8 @@ def from_json(obj: Any, line: int | None = None) -> Event:
             raise InvalidEvent("populate with src \"buffer\" needs \"value\" (the source's contents)")
         if ev["src"] is None and "value" in ev:
             raise InvalidEvent("populate with src null takes no \"value\" (the destination is its own source)")
+        if ev["src"] == "unknown" and "value" in ev:
+            raise InvalidEvent("populate with src \"unknown\" takes no \"value\" (nobody knows the source)")
     proc = obj.get("process", "vmm")
     if not isinstance(proc, str) or not proc:
         raise InvalidEvent(f"process must be a non-empty string, got {json.dumps(proc)}")

@@ -9,8 +9,9 @@ the page in as needed, prepare is idempotent, and conversions zap it), huge foli
 their splitting (every page is its own folio; the huge_folios knob only tracks whether
 one folio could still back the whole file), EINTR (no signals; an allocation failure,
 ENOMEM, is a property of the event: gmemlab.model.step.FAIL), more than one
-guest_memfd, memslot flags other than the binding at gpa 0, and the guest's own page
-tables.
+guest_memfd, memslot flags, memslots other than the guest_memfd's own (bound at gpa ==
+offset, over the whole file unless replace_memslot moved it: Page.noslot), and the
+guest's own page tables.
 
 Every value here is immutable and hashable, so that a state can be a graph node.
 """
@@ -63,6 +64,12 @@ class Page(NamedTuple):
     te: int = TE_NONE            # "private as tracked by the trusted entity"
     measured: bool = False       # part of the launch measurement
     dmap: bool = False           # in the host's direct map (only tracked with NO_DIRECT_MAP)
+    # The gpa of this index (gpa == offset) is outside the guest_memfd's memslot: after
+    # replace_memslot bound the file's memslot to a part of it only (docs/trace-format.md).
+    # False everywhere until then, so every trace without replace_memslot, and every
+    # exploration, is unchanged. Page-local on purpose (the engines need no new VM-wide
+    # field); the memslot is one contiguous range, as replace_memslot makes it.
+    noslot: bool = False
 
 
 class VmState(NamedTuple):
@@ -119,6 +126,11 @@ class Config:
     # entries failing (ENOMEM, docs/domain.md, uAPI facts). Replay needs no knob: a trace that
     # observed ENOMEM says so in its "expect".
     allocation_failures: bool = False
+    # Knob: kvm.gmem_in_place_conversion is off (a 0444 module parameter; a trace header's
+    # "in_place": false). KVM_SET_MEMORY_ATTRIBUTES2 is ENOTTY (kvm_gmem_ioctl, post-v8
+    # virt/kvm/guest_memfd.c), INIT_SHARED is refused on snp/tdx, and private memory is
+    # tracked per VM: the legacy flow with a separate source (step.create_gmem, populate).
+    in_place_off: bool = False
 
     def __post_init__(self):
         # The names live in the one registry (gmemlab.model.vocab), imported here rather
@@ -136,6 +148,12 @@ class Config:
         """Whether the platform has a trusted entity (docs/domain.md "Two meanings of private")."""
         from gmemlab.model.platforms import PLATFORMS
         return PLATFORMS[self.platform].has_te
+
+    @property
+    def features(self):
+        """The series' record (gmemlab.model.series.Series): the rules read its features."""
+        from gmemlab.model.series import SERIES_RECORDS
+        return SERIES_RECORDS[self.series]
 
     @property
     def rules(self):

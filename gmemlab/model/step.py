@@ -41,6 +41,8 @@ PLATFORM_COPIED = "platform_copied"            # platform code copied a legacy s
 MEASURED_NOT_LOADED = "measured_not_loaded"    # the launch measured something userspace did not load
 STALE_EXPOSED = "stale_exposed"                # stale host data reached the guest or the measurement
 HOST_TOUCHED_TE = "host_touched_te_private"    # a host access or pin reached a TE-private page
+FREED_TE_OWNED = "freed_te_owned"              # the host freed a folio the TE still owned
+SLOT_REPLACED_PINNED = "slot_replaced_pinned"  # replace_memslot made a referenced shared range private to the guest
 
 NO_EFFECTS: frozenset = frozenset()
 
@@ -96,7 +98,12 @@ def _host_fault(s: VmState, page: Page, process: str) -> Page:
 
 
 def _guest_fault(cfg: Config, s: VmState, page: Page) -> Page:
-    """kvm_gmem_get_pfn on the guest fault path: zero if not up to date, prepare if private."""
+    """kvm_gmem_get_pfn on the guest fault path: zero if not up to date, prepare if private.
+
+    In v13 the hook is kvm_arch_gmem_make_private, called on every kvm_gmem_get_pfn of a
+    private index (post-v8 virt/kvm/guest_memfd.c); SNP's sev_gmem_make_private, like
+    sev_gmem_prepare, leaves an already-assigned RMP entry alone, so Platform.prepare
+    (idempotent) is the rule in every series."""
     page = _get_pfn(s, page, zero=True)
     if page.private:
         page = PLATFORMS[cfg.platform].prepare(page)
@@ -122,6 +129,11 @@ def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
         return Result(s, ret("EINVAL"))
     if "NO_DIRECT_MAP" in flags and not cfg.no_direct_map_series:
         return Result(s, ret("EINVAL"))  # an unknown flag without that series
+    if cfg.in_place_off and "INIT_SHARED" in flags and PLATFORMS[cfg.platform].has_te:
+        # kvm.gmem_in_place_conversion off: shared memory of a VM with private memory comes
+        # from a separate source (private tracked per VM), so INIT_SHARED is not a
+        # supported flag on snp/tdx (docs/domain.md, After v8; the v8 review).
+        return Result(s, ret("EINVAL"))
     return Result(fresh_gmem(size // cfg.page_size, flags, huge=cfg.huge_folios), ret(0))
 
 
@@ -195,8 +207,14 @@ def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         # Linux 6.18 (platform "default"): the guest_memfd has no ioctls (kvm_gmem_fops has
         # no unlocked_ioctl, virt/kvm/guest_memfd.c), so vfs_ioctl answers ENOTTY (fs/ioctl.c).
         return Result(s, ret("ENOTTY"))
+    if cfg.in_place_off:
+        # kvm_gmem_ioctl: KVM_SET_MEMORY_ATTRIBUTES2 is ENOTTY while gmem_in_place_conversion
+        # is off (post-v8 virt/kvm/guest_memfd.c); attributes are then per VM (assumption
+        # A-per-vm-private).
+        return Result(s, ret("ENOTTY"))
+    series = cfg.features
     # v6 dropped the content modes; v7 requires flags == 0. v5: ZERO|PRESERVE is EINVAL.
-    if flags and (cfg.series != "v5" or len(flags) > 1):
+    if flags and (not series.content_modes or len(flags) > 1):
         return Result(s, ret("EINVAL"))
     span = _span(cfg, s, offset, ev["size"])
     if span is None:
@@ -220,17 +238,29 @@ def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         # call then fails (selftest elevated_refcount; docs/domain.md). Then the first page
         # with unexpected references fails the call with EAGAIN, no attribute changed.
         phases.append(Each(_unmap))
-        phases.append(Stop(_busy))
-    scramble = cfg.series == "v5" and mode is None and not platform.has_te
+        phases.append(Stop(_busy_mapped if series.busy_if_mapped else _busy))
+    scramble = series.content_modes and mode is None and not platform.has_te
+    # Which pages of a range to shared lose their private stage-2 mappings (Series.
+    # invalidate_scope): v13 invalidates the whole range with KVM_FILTER_PRIVATE and runs
+    # kvm_arch_gmem_make_shared on every folio in it (__kvm_gmem_set_attributes,
+    # kvm_gmem_make_shared), so a page of the range that is shared already but held by the
+    # TE (reachable when a proposal lets the TE take a KVM-shared page) is released too.
+    # To private the filter is KVM_FILTER_SHARED: no TE-held page is touched (and the model
+    # tracks no shared stage-2 mapping: see state.py).
+    whole_range = series.invalidate_scope == "range" and not to_private
     no_direct_map = "NO_DIRECT_MAP" in s.gmem_flags
 
     def convert(page: Page) -> tuple[Page, frozenset]:
-        if page.private == to_private:
-            return page, NO_EFFECTS
         before, effects = page, NO_EFFECTS
+        if page.private == to_private:
+            if not whole_range:
+                return page, NO_EFFECTS
+            page = _invalidate_private(series, platform, page)
+            return (page._replace(loaded=page.content) if page.content != before.content else page), NO_EFFECTS
         page = page._replace(private=to_private)
         if not to_private:
-            page = platform.invalidate(page)
+            page = (_invalidate_private(series, platform, page) if series.invalidate_scope == "range"
+                    else platform.invalidate(page))
         if page.allocated:
             if no_direct_map:
                 page = page._replace(dmap=not to_private)
@@ -258,6 +288,26 @@ def _unmap(page: Page) -> tuple[Page, frozenset]:
 def _busy(page: Page) -> str | None:
     """The refcount check: a page with unexpected references (GUP pins, vmsplice, IOMMU)."""
     return "EAGAIN" if page.pins else None
+
+
+def _busy_mapped(page: Page) -> str | None:
+    """v13's __folio_has_outstanding_references: DMA-pinned or still mapped is busy at once;
+    otherwise the LRU batches are drained once and the count re-checked. The model's pins
+    (GUP pins, vmsplice, IOMMU) all stay after the drain, a transient LRU-batch reference is
+    not modelled, and the unmap before the check leaves nothing mapped: so the verdicts are
+    those of _busy (a mapped page would be busy here, though)."""
+    return "EAGAIN" if page.pins or page.mapped else None
+
+
+def _invalidate_private(series, platform, page: Page) -> Page:
+    """A conversion to shared in a series that invalidates by range (v13): the page's
+    private stage-2 mapping is zapped (Platform.zap_private: TDX removes the page from the
+    TD, SNP's RMP entry is left as it is), then kvm_arch_gmem_make_shared runs on its folio
+    (Platform.make_shared: SNP returns the RMP entry to hypervisor-owned)."""
+    page = platform.zap_private(page)
+    if series.arch_convert_hooks:
+        page = platform.make_shared(page)
+    return page
 
 
 def set_attributes(cfg: Config, s: VmState, ev: dict) -> Result:
@@ -346,7 +396,11 @@ def punch_hole_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
     past the end of the file it succeeds. The next fault gets a zero page (selftest
     truncate); on SNP a re-faulted private page must be validated again.
     Assumption A-punch-drops-pins: references on a punched folio no longer count
-    against the index (they hold the detached folio).
+    against the index (they hold the detached folio). Half of it is code: the post-v8
+    kvm_gmem_has_outstanding_references looks only at folios still in the mapping
+    (filemap_get_folios), and kvm_gmem_punch_hole truncates with no refcount check
+    (virt/kvm/guest_memfd.c); that truncation detaches a referenced folio is
+    mm/truncate.c, not read.
     """
     ps, offset, size = cfg.page_size, ev["offset"], ev["size"]
     # vfs_fallocate (fs/open.c, Linux 6.18) checks first: offset and len are loff_t, so a
@@ -360,11 +414,41 @@ def punch_hole_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         return Result(s, ret("EINVAL"))
     first = offset // ps
     last = min((offset + size) // ps, len(s.pages))
-    return Plan(range(first, max(first, last)), (Each(_free_folio),), ret(0))
+    platform = PLATFORMS[cfg.platform]
+    release = platform.invalidate
+    if platform.free_by_filter and not any(s.pages[i].private for i in range(first, max(first, last))):
+        # CCA: no KVM-private page in the range, so the invalidation filter is
+        # KVM_FILTER_SHARED only and nothing undelegates (Cca in platforms.py). This
+        # looks at the range's pages: the fast engine steps such a punch page by page.
+        release = _keep
+
+    def free(page: Page) -> tuple[Page, frozenset]:
+        # kvm_gmem_punch_hole (virt/kvm/guest_memfd.c, kvm-x86 5e38e1bd4e7b and the
+        # post-v8 copy): kvm_gmem_invalidate_start zaps the range's stage-2 mappings
+        # (TDX: the S-EPT entry goes, TDH.MEM.PAGE.REMOVE), then
+        # truncate_inode_pages_range drops the folio, whose free_folio hook
+        # (kvm_gmem_free_folio -> kvm_arch_gmem_reclaim; SNP: sev_gmem_invalidate,
+        # rmp_make_shared) gives the page back to the host only after the TE let it go.
+        # The platform's invalidate is that release; FREED_TE_OWNED says it did not.
+        released = release(page) if page.allocated else page
+        freed, _ = _free_folio(page)
+        return freed, (frozenset({FREED_TE_OWNED}) if released.te != TE_NONE else NO_EFFECTS)
+    return Plan(range(first, max(first, last)), (Each(free),), ret(0))
+
+
+def _keep(page: Page) -> Page:
+    return page
 
 
 def _free_folio(page: Page) -> tuple[Page, frozenset]:
-    """The index after its folio is freed: only the attribute stays."""
+    """The index after its folio is freed: only the attribute stays.
+
+    What the TE loses: kvm_gmem_punch_hole first invalidates the range with both filters
+    (kvm_gmem_get_all_gfns_filter, post-v8 virt/kvm/guest_memfd.c; every series), so a
+    platform whose zap releases the page (Platform.zap_releases_te: TDX's S-EPT removal)
+    has let it go before truncation; SNP's RMP entry survives the zap and is returned to
+    hypervisor-owned when the folio is freed (sev_gmem_invalidate via free_folio /
+    kvm_arch_gmem_reclaim). Either way the freed folio belongs to no TE."""
     return Page(private=page.private), NO_EFFECTS
 
 
@@ -395,23 +479,59 @@ def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str 
     platform = PLATFORMS[cfg.platform]
     if platform.populate_ioctl is None:
         return Result(s, ret("ENOTTY"))  # Assumption A-sw-no-launch: no launch ioctls
-    if s.finalized:
-        # TDX: tdx_vcpu_init_mem_region refuses a finalized TD with EINVAL ("Once TD is
-        # finalized, the initial guest memory is fixed"). SNP has no such check in
-        # mainline (a LAUNCH_* call after FINISH can fault the host); assumption
-        # A-snp-launch-state: the fix proposed in "[PATCH] KVM: SEV: Track SNP launch
-        # state and disallow invalid userspace interactions" (EINVAL).
+    if platform.populate_requires_source and ev.get("src") != "buffer":
+        # CCA: kvm_arm_rmi_populate refuses source_uaddr == 0 with its argument checks,
+        # before the Realm's state is looked at (Cca in platforms.py).
+        return Result(s, ret(platform.no_source_errno, done=0))
+    ps, offset, size = cfg.page_size, ev["offset"], ev["size"]
+    if size == 0 or offset % ps or size % ps:
         return Result(s, ret("EINVAL", done=0))
-    span = _span(cfg, s, ev["offset"], ev["size"])
-    if span is None:
+    if s.finalized:
+        # After the argument checks (snp_launch_update's len/flags/type checks; TDX's
+        # order does not matter: both answers are EINVAL). TDX: tdx_vcpu_unlocked_ioctl
+        # and tdx_vcpu_init_mem_region refuse a RUNNABLE TD with EINVAL ("Once TD is
+        # finalized, the initial guest memory is fixed"). SNP: no launch-state check
+        # (kvm-x86 sev.c 1a27afa0511e; "[PATCH] KVM: SEV: Track SNP launch state and
+        # disallow invalid userspace interactions" would add one, not merged there):
+        # kvm_gmem_populate fails on the first page and snp_launch_update returns EIO
+        # (Snp.finalized_populate_errno; the firmware's refusal is assumption
+        # A-snp-launch-state). Not modelled: SNP's memslot check runs before it too.
+        # CCA: realm_ensure_created refuses an active Realm with EBUSY.
+        return Result(s, ret(platform.finalized_populate_errno, done=0))
+    first = offset // ps
+    if first >= len(s.pages) or s.pages[first].noslot:
+        # The start gfn has no guest_memfd memslot: EINVAL before any page
+        # (snp_launch_update: gfn_to_memslot + kvm_slot_can_be_private, sev.c;
+        # kvm_gmem_populate: kvm_slot_has_gmem, virt/kvm/guest_memfd.c, which is also
+        # what tdx_vcpu_init_mem_region's first call meets).
         return Result(s, ret("EINVAL", done=0))
     proposal = cfg.rules
+    series = cfg.features
+    # Assumption A-unknown-src: a recording's src "unknown" is replayed in place (the
+    # in-place series' sev.c passes src = NULL for a guest_memfd memslot that supports
+    # shared memory); the trace still says it is unknown.
     src = ev["value"] if ev.get("src") == "buffer" else None
     pages = list(s.pages)
     effects: set[str] = set()
     err, done = None, 0
-    for i in span:
+    for i in range(first, first + size // ps):
+        if i >= len(pages) or pages[i].noslot:
+            # The range ran past the end of the guest_memfd memslot (gpa == offset, so
+            # the end of the file is the end of the slot unless replace_memslot moved
+            # it). SNP: kvm_gmem_populate clamped npages to the slot, so the call ends
+            # here without an error; TDX: the next one-page call finds no slot, EINVAL
+            # (Platform.populate_clamps_to_slot).
+            if not platform.populate_clamps_to_slot:
+                err = "EINVAL"
+            break
         page = pages[i]
+        unprepared = not page.uptodate
+        if series.populate_gets_folio_first:
+            # v13 __kvm_gmem_populate: __kvm_gmem_get_pfn (allocate; zero if not up to date)
+            # runs before the destination's private check, so a refused page is left
+            # allocated and zeroed.
+            page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
+            pages[i] = page
         if page.private != proposal.populate_wants_private:
             err = "EINVAL"
             break
@@ -422,12 +542,20 @@ def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str 
             pages[i] = page
             if err:
                 break
-        if src is None and cfg.refuse_unprepared_populate and not page.uptodate:
-            err = "EOPNOTSUPP"  # the v9 alternative (knob)
+        if src is None and cfg.refuse_unprepared_populate and unprepared:
+            err = "EOPNOTSUPP"  # the v9 alternative (knob), instead of the zeroing
             break
-        page = _get_pfn(s, page, zero=cfg.series == "v8")
+        if not series.populate_gets_folio_first:
+            page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
         before = page
-        page, err = platform.post_populate(page, src)
+        if src is None and cfg.in_place_off and platform.legacy_null_src_errno:
+            # Private memory tracked per VM: the platform's post_populate refuses a NULL
+            # source (Platform.legacy_null_src_errno).
+            page, err = page, platform.legacy_null_src_errno
+        else:
+            page, err = platform.post_populate(page, src)
+        if not err and series.populate_marks_uptodate:
+            page = page._replace(uptodate=True)  # folio_mark_uptodate after post_populate (v5-v8)
         pages[i] = page
         if err:
             break  # the folio stays allocated; the TE did not take it
@@ -471,17 +599,24 @@ def finalize(cfg: Config, s: VmState, ev: dict) -> Result:
     """KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM.
 
     A second finalize is EINVAL: tdx_td_finalize refuses a RUNNABLE TD; for SNP,
-    assumption A-snp-launch-state (see populate).
+    assumption A-snp-launch-state: snp_launch_finish (kvm-x86 sev.c 1a27afa0511e) has no
+    launch-state check and runs snp_launch_update_vmsa again over VMSAs the guest now
+    owns, an outcome the code does not settle; the model answers EINVAL, as the
+    unmerged "Track SNP launch state" patch would.
     """
-    if PLATFORMS[cfg.platform].populate_ioctl is None:
+    platform = PLATFORMS[cfg.platform]
+    if platform.populate_ioctl is None:
         return Result(s, ret("ENOTTY"))
     if s.finalized:
-        return Result(s, ret("EINVAL"))
+        # CCA: finalize is the Realm's activation at the first KVM_RUN
+        # (kvm_activate_realm), which returns 0 when it is already active.
+        return Result(s, ret(platform.refinalize_errno))
     return Result(s._replace(finalized=True), ret(0))
 
 
 def _guest_may_run(cfg: Config, s: VmState) -> bool:
     # Assumption A-run-after-launch: snp/tdx vCPUs do not run before launch is finalized.
+    # Assumption A-cca-activate: on cca, finalize is the activation at the first KVM_RUN.
     return s.finalized or not PLATFORMS[cfg.platform].has_te
 
 
@@ -490,9 +625,9 @@ def _guest_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
     if not _guest_may_run(cfg, s):
         return Result(s, ret("EINVAL"))
     i = ev["offset"] // cfg.page_size
-    if i >= len(s.pages):
-        return Result(s, {"exit": "MMIO"})  # no memslot there: KVM_EXIT_MMIO
     platform = PLATFORMS[cfg.platform]
+    if i >= len(s.pages) or s.pages[i].noslot:
+        return Result(s, _noslot_exit(platform, ev["private"]))
     page = s.pages[i]
     if platform.has_te and ev["private"] != page.private:
         # The view disagrees with the attribute: KVM_EXIT_MEMORY_FAULT. On sw_protected
@@ -500,7 +635,10 @@ def _guest_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
         return Result(s, {"exit": "MEMORY_FAULT"})
     if platform.has_te and not page.private and page.te != TE_NONE:
         # Assumption A-shared-access-te-page: a shared access to a page the TE holds
-        # cannot be mapped and exits to userspace.
+        # cannot be mapped and exits to userspace. Not what the code read does:
+        # kvm_faultin_pfn (arch/x86/kvm/mmu/mmu.c, kvm-x86 04f2bbf1c779) maps a shared
+        # access to a KVM-shared gfn, and on SNP sev_handle_rmp_fault (sev.c) only warns
+        # ("Unexpected RMP fault for non-private GPA") for the RMP fault that follows.
         return Result(s, {"exit": "MEMORY_FAULT"})
     page = _guest_fault(cfg, s, page)
     if page.private and platform.has_te and page.te == TE_PENDING:
@@ -511,6 +649,21 @@ def _guest_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
     effects = frozenset({STALE_EXPOSED}) if page.content == STALE else NO_EFFECTS
     value = page.content if page.content <= 255 else None
     return Result(s.replace_pages({i: page}), {"ok": True, "value": value}, effects)
+
+
+def _noslot_exit(platform, private: bool) -> dict:
+    """A guest access to a gpa outside every memslot (arch/x86/kvm/mmu/mmu.c, kvm-x86 /
+    Linux 6.18): a private access exits with KVM_EXIT_MEMORY_FAULT (kvm_mmu_faultin_pfn's
+    private/shared mismatch check -- kvm_mem_is_private is false where no memslot is --
+    and kvm_handle_noslot_fault's own is_private check); a shared one is emulated MMIO,
+    KVM_EXIT_MMIO (SNP: the guest's #VC handler asks for MMIO through the GHCB; TDX: the
+    shared-GPA EPT misconfiguration becomes #VE and a TDVMCALL MMIO request). On
+    sw_protected and default the access type is the attribute (see _guest_access), and
+    assumption A-noslot-shared: with no memslot there is no attribute, so shared: MMIO.
+    """
+    if platform.has_te and private:
+        return {"exit": "MEMORY_FAULT"}
+    return {"exit": "MMIO"}
 
 
 def guest_read(cfg, s, ev):
@@ -539,7 +692,8 @@ def guest_accept(cfg: Config, s: VmState, ev: dict) -> Result:
     changes: dict[int, Page] = {}
     for i in span:
         page = s.pages[i]
-        if not page.private:
+        if not page.private or page.noslot:
+            # A shared page, or a private access where no memslot is (_noslot_exit).
             return Result(s.replace_pages(changes), {"exit": "MEMORY_FAULT"})
         changes[i] = platform.accept(_guest_fault(cfg, s, page))
     return Result(s.replace_pages(changes), OK)
@@ -561,6 +715,47 @@ def map_gpa_range(cfg: Config, s: VmState, ev: dict) -> Result:
     return Result(s, ret(0))
 
 
+def replace_memslot(cfg: Config, s: VmState, ev: dict) -> Result:
+    """KVM_SET_USER_MEMORY_REGION2: delete the guest_memfd's memslot, add it back over
+    [offset, offset + size) of the file (gpa == offset, guest_memfd_offset == offset);
+    size 0 only deletes it. With "new_gmem" (a list of KVM_CREATE_GUEST_MEMFD flags) the
+    new memslot is bound to a new guest_memfd of the same size created with those flags
+    (create_gmem's rule), which the trace follows from then on (assumption A-one-gmem).
+
+    Checks (virt/kvm/kvm_main.c __kvm_set_memory_region and virt/kvm/guest_memfd.c
+    kvm_gmem_bind, kvm-x86 / Linux 6.18): memory_size, guest_phys_addr and
+    guest_memfd_offset must be page aligned, and offset + size must lie within the file:
+    EINVAL. Nothing else is looked at: not the attributes, not the references. So
+    replacing a shared range's memory with a guest_memfd created without INIT_SHARED
+    makes the guest's view of it private with no refcount check, whatever pins the old
+    memory ("truly enforcing in-place conversion is flat out impossible", Sean
+    Christopherson, <akUbz_kJvYulaboo@google.com>); the effect SLOT_REPLACED_PINNED names
+    it. Assumption A-memslot-replace-te: the TE's state of the pages that stay is left as
+    it is (SNP: the RMP entry belongs to the pfn and kvm_gmem_unbind does not reclaim it;
+    TDX: the S-EPT removal that zapping the deleted memslot does is not modelled).
+    """
+    ps, offset, size = cfg.page_size, ev["offset"], ev["size"]
+    if offset % ps or size % ps or offset + size > len(s.pages) * ps:
+        return Result(s, ret("EINVAL"))
+    effects: frozenset = NO_EFFECTS
+    base = s
+    if ev.get("new_gmem") is not None:
+        r = create_gmem(cfg, s, {"op": "create_gmem", "size": len(s.pages) * ps, "flags": ev["new_gmem"]})
+        if r.outcome != ret(0):
+            return Result(s, r.outcome)
+        base = r.state._replace(finalized=s.finalized)
+        held = any(not p.private and (p.pins or p.mapped)
+                   for p in s.pages[offset // ps:(offset + size) // ps])
+        turned = any(not s.pages[i].private and base.pages[i].private
+                     for i in range(offset // ps, (offset + size) // ps))
+        if held and turned:
+            effects = frozenset({SLOT_REPLACED_PINNED})
+    lo, hi = offset // ps, (offset + size) // ps
+    pages = tuple(p._replace(noslot=not lo <= i < hi) if p.noslot != (not lo <= i < hi) else p
+                  for i, p in enumerate(base.pages))
+    return Result(base._replace(pages=pages), ret(0), effects)
+
+
 OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
     "create_gmem": create_gmem,
     "set_attributes": set_attributes,
@@ -575,6 +770,7 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
     "guest_write": guest_write,
     "guest_accept": guest_accept,
     "map_gpa_range": map_gpa_range,
+    "replace_memslot": replace_memslot,
 }
 
 
@@ -586,12 +782,15 @@ def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
     while it's in a shared state means gmem will split the hugepage", Michael Roth, "Re:
     [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for KVM_SET_MEMORY_ATTRIBUTES2",
     2026-04-07), and when a hole is punched into part of it. Converting or populating it
-    whole keeps it.
+    whole keeps it. The TE taking a shared page counts also when it happened inside the
+    call only (effect TE_TOOK_SHARED): a whole-range populate under convert_after_populate
+    leaves every page private and TE-held, but each was taken while shared.
     """
     s = r.state
     pages = s.pages
     split = (len({p.private for p in pages}) > 1
              or any(p.te != TE_NONE and not p.private for p in pages)
+             or TE_TOOK_SHARED in r.effects
              or (ev["op"] == "punch_hole" and r.outcome.get("ret") == 0 and pre.pages != pages
                  and any(p.allocated for p in pages)))
     return r._replace(state=s._replace(huge=False)) if split else r

@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 from gmemlab.errors import UsageError
 from gmemlab.model.events import Event, event
+from gmemlab.model.platforms import PLATFORMS
 from gmemlab.model.state import Config
 
 # What a VMM must do about each cause of a failed call, as the uAPI documentation lets
@@ -75,7 +76,8 @@ class Policy:
     # The launch, step by step: "create" (KVM_CREATE_GUEST_MEMFD with MMAP|INIT_SHARED),
     # "load" (write the image through mmap, page by page), "convert" (the whole file to
     # private with KVM_SET_MEMORY_ATTRIBUTES2), "populate" (the launch ioctl over the
-    # whole file, source NULL: in place), "finalize".
+    # whole file, source NULL: in place; on a platform that requires a source, cca, from
+    # the copy of the image the VMM kept: the copy-aside launch), "finalize".
     script: tuple
     # The errnos the VMM treats as transient: it calls again from where it stopped.
     retry: frozenset = frozenset(RECOVERY)
@@ -118,7 +120,17 @@ class Vmm(NamedTuple):
     gave_up: str = ""
 
 
+# With kvm.gmem_in_place_conversion off (knob in_place_off) there is no in-place launch:
+# the legacy flow creates the file private (INIT_SHARED is refused on snp/tdx) and
+# populates from a separate source; without a TE the file is loaded and used as it is
+# (KVM_SET_MEMORY_ATTRIBUTES2 is ENOTTY).
+LEGACY_SCRIPT = ("create", "populate", "finalize")
+LEGACY_NO_TE_SCRIPT = ("create", "load")
+
+
 def script(policy: Policy, cfg: Config) -> tuple:
+    if cfg.in_place_off:
+        return LEGACY_SCRIPT if cfg.has_te else LEGACY_NO_TE_SCRIPT
     return policy.script if cfg.has_te else NO_TE_SCRIPT
 
 
@@ -133,15 +145,21 @@ def next_call(policy: Policy, cfg: Config, pages: int, value: int, v: Vmm) -> Ev
         return None
     ps, what = cfg.page_size, steps[v.at]
     if what == "create":
-        return event("create_gmem", size=pages * ps, flags=("MMAP", "INIT_SHARED"))
+        legacy = cfg.in_place_off and cfg.has_te
+        return event("create_gmem", size=pages * ps, flags=("MMAP",) if legacy else ("MMAP", "INIT_SHARED"))
     if what == "load":
         return event("host_write", offset=v.cursor * ps, value=value, process="vmm")
     if what == "convert":
         # v5 had content modes and converted with flags 0 destructively; the seed's flow
         # converts "(PRESERVE, or new flag?)". v6 and later require flags == 0.
-        flags = ("PRESERVE",) if cfg.series == "v5" else ()
+        flags = ("PRESERVE",) if cfg.features.content_modes else ()
         return event("set_attributes", offset=0, size=pages * ps, attributes="private", flags=flags)
     if what == "populate":
+        if PLATFORMS[cfg.platform].populate_requires_source or cfg.in_place_off:
+            # The copy-aside launch (cca: KVM_ARM_RMI_POPULATE requires source_uaddr): the
+            # VMM kept a copy of the image it loaded and populates from that copy.
+            return event("populate", offset=v.cursor * ps, size=(pages - v.cursor) * ps,
+                         src="buffer", value=value)
         return event("populate", offset=v.cursor * ps, size=(pages - v.cursor) * ps, src=None)
     return event("finalize")
 

@@ -26,21 +26,13 @@ from types import MappingProxyType
 from gmemlab.errors import InputError, UsageError
 from gmemlab.model.platforms import PLATFORMS as _PLATFORMS
 from gmemlab.model.proposals import BUILTINS, Proposal
+from gmemlab.model.series import SERIES_RECORDS
 
 # --- series ---------------------------------------------------------------------------
 
-# series -> (what it means in the model, cover letter subject (date), Message-Id)
-SERIES_INFO = MappingProxyType({
-    "v5": ("content modes ZERO/PRESERVE for KVM_SET_MEMORY_ATTRIBUTES2",
-           "the RFC v5 cover letter (2026-04-28)",
-           "<20260428-gmem-inplace-conversion-v5-0-d8608ccfca22@google.com>"),
-    "v7": ("flags must be 0; populate never zeroes a page that is not up to date",
-           "the v7 cover letter (2026-05-22; flags must be 0)",
-           "<20260522-gmem-inplace-conversion-v7-0-2f0fae496530@google.com>"),
-    "v8": ("populate zeroes a page that is not up to date ('KVM: guest_memfd: Zero page while getting pfn')",
-           "[PATCH v8 00/46] guest_memfd: In-place conversion support (2026-06-18)",
-           "<20260618-gmem-inplace-conversion-v8-0-9d2959357853@google.com>"),
-})
+# series -> (what it means in the model, cover letter subject (date), Message-Id), derived
+# from the series records (gmemlab.model.series), which also carry each series' features.
+SERIES_INFO = MappingProxyType({s.name: (s.meaning, s.subject, s.msgid) for s in SERIES_RECORDS.values()})
 SERIES: tuple[str, ...] = tuple(SERIES_INFO)
 DEFAULT_SERIES = "v8"
 
@@ -94,6 +86,14 @@ KNOBS = MappingProxyType({k.name: k for k in (
          _SEED + ": 'prep'ing/encrypting everything while it's in a shared state means gmem will "
          "split the hugepage'",
          page_local=False),
+    Knob("in_place_off",
+         "kvm.gmem_in_place_conversion=0 (0444 module parameter): KVM_SET_MEMORY_ATTRIBUTES2 is ENOTTY, "
+         "INIT_SHARED is refused on snp/tdx, private memory is tracked per VM and populate needs a "
+         "separate source (a trace header's \"in_place\": false)",
+         "kvm_gmem_ioctl (post-v8 virt/kvm/guest_memfd.c: ENOTTY while !gmem_in_place_conversion); "
+         "'[PATCH v8 22/46] KVM: SEV: Make 'uaddr' parameter optional for KVM_SEV_SNP_LAUNCH_UPDATE' "
+         "and the TDX patch making the source optional (v8 review, June 2026)",
+         page_local=True),
     Knob("allocation_failures",
          "the explorer also tries each conversion with its allocation failing (ENOMEM)",
          "docs/domain.md, uAPI facts: ENOMEM (allocation of tracking entries) reports error_offset = start",

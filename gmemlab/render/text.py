@@ -64,7 +64,8 @@ def call_text(ev: dict) -> str:
         args = [_hex(ev["offset"]), _hex(ev["size"])]
     elif op == "populate":
         args = [_hex(ev["offset"]), _hex(ev["size"]),
-                "src=NULL" if ev.get("src") is None else f"src=buffer({_value(ev['value'])})"]
+                "src=NULL" if ev.get("src") is None else
+                "src=unknown" if ev.get("src") == "unknown" else f"src=buffer({_value(ev['value'])})"]
     elif op in ("host_write", "host_read"):
         args = [_hex(ev["offset"])] + ([_value(ev["value"])] if op == "host_write" else [])
     elif op in ("guest_read", "guest_write"):
@@ -73,6 +74,10 @@ def call_text(ev: dict) -> str:
             args.append(_value(ev["value"]))
     elif op == "map_gpa_range":
         args = [_hex(ev["offset"]), _hex(ev["size"]), "private" if ev["private"] else "shared"]
+    elif op == "replace_memslot":
+        args = [_hex(ev["offset"]), _hex(ev["size"])]
+        if ev.get("new_gmem") is not None:
+            args.append("new_gmem=" + ("|".join(ev["new_gmem"]) or "0"))
     proc = ev.get("process", "vmm")
     who = "" if proc == "vmm" or not op.startswith(("host", "pin", "unpin")) else f"[{proc}] "
     return f"{who}{op}({', '.join(args)})"

@@ -16,6 +16,11 @@ Scenarios (platforms where they make sense):
   convert), finalize, the guest reads the image.
 - legacy-copy (snp, tdx): populate from a separate source buffer (src "buffer"), as VMMs
   did before in-place conversion.
+- cca-launch (cca): the copy-aside flow. KVM_ARM_RMI_POPULATE requires a source
+  (kvm_arm_rmi_populate refuses source_uaddr 0), so the VMM loads the image through mmap
+  while shared, keeps a copy of it aside, runs the proposal's launch sequence with every
+  populate reading from the copy (one call per run of equal bytes), activates the Realm
+  (finalize: its first KVM_RUN), and the guest reads the image.
 - pinned-retry (snp, tdx): an image page is pinned; the conversion (private-first,
   userspace-converts) or the populate (populate-converts) fails on it (EAGAIN, or EIO
   from SNP's LAUNCH_UPDATE), userspace unpins and retries.
@@ -56,6 +61,8 @@ SCENARIOS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "snp-launch": (("snp",), "snp", "SNP launch with the image loaded in place"),
     "tdx-launch": (("tdx",), "tdx", "TDX launch with the image loaded in place"),
     "legacy-copy": (("snp", "tdx"), "snp", "launch through the legacy path: populate copies a separate source buffer"),
+    "cca-launch": (("cca",), "cca",
+                   "CCA launch by the copy-aside flow: load through mmap, keep a copy, populate from the copy"),
     "pinned-retry": (("snp", "tdx"), "snp",
                      "launch with a pinned image page: the call that meets it fails, userspace unpins and retries"),
     "guest-boot": (("snp", "tdx", "sw_protected"), "snp",
@@ -199,8 +206,10 @@ def _convert(first: int, n: int, attributes: str, pinned: list[int], note: str |
             pinned.remove(page)
 
 
-def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False, pin: bool = False) -> Scenario:
+def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False, pin: bool = False,
+            copy_aside: bool = False) -> Scenario:
     n = max(1, min(pages, max(2, pages // 4)))
+    from_copy = legacy or copy_aside  # every populate reads a source buffer
     image = _image(rng, n)
     proposal = cfg.proposal
     pinned: list[int] = []
@@ -213,6 +222,10 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
         for i, v in enumerate(image):
             yield event("host_write", offset=i * PS, value=v,
                         **_note("userspace loads the image through mmap while shared" if i == 0 else None))
+    if copy_aside:
+        for i in range(n):
+            yield event("host_read", offset=i * PS, **_note(
+                "the VMM copies the image aside (KVM_ARM_RMI_POPULATE needs a source)" if i == 0 else None))
     if pin:
         p = rng.randrange(1, n) if n > 1 else 0
         pinned.append(p)
@@ -225,11 +238,11 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
         i = start
         while i < n:
             j = i + 1
-            while legacy and j < n and image[j] == image[i]:
+            while from_copy and j < n and image[j] == image[i]:
                 j += 1
-            if not legacy:
+            if not from_copy:
                 j = n
-            stuck = yield from _populate(i, j - i, image[i] if legacy else None, note)
+            stuck = yield from _populate(i, j - i, image[i] if from_copy else None, note)
             note = None
             if stuck is not None:
                 return stuck
@@ -250,7 +263,8 @@ def _launch(cfg: Config, pages: int, rng: random.Random, *, legacy: bool = False
         if not fresh_private:
             yield from _convert(0, n, "private", pinned,
                                 "KVM_SET_MEMORY_ATTRIBUTES2 to private: unmap from the host, refcount check")
-        yield from populate_with_retry("populate in place on KVM-private pages"
+        yield from populate_with_retry("populate from the copy into KVM-private pages" if copy_aside
+                                       else "populate in place on KVM-private pages"
                                        if not legacy else "populate from a separate source buffer")
     elif proposal == "populate-converts":
         yield from populate_with_retry("populate on KVM-shared pages; it converts them itself")
@@ -275,6 +289,10 @@ def _legacy_copy(cfg, pages, rng, engine):
 
 def _pinned_retry(cfg, pages, rng, engine):
     return _launch(cfg, pages, rng, pin=True)
+
+
+def _cca_launch(cfg, pages, rng, engine):
+    return _launch(cfg, pages, rng, copy_aside=True)
 
 
 # --- guest-boot ---------------------------------------------------------------------------
@@ -488,6 +506,7 @@ _BUILDERS: dict[str, Callable[..., Scenario]] = {
     "snp-launch": _plain_launch,
     "tdx-launch": _plain_launch,
     "legacy-copy": _legacy_copy,
+    "cca-launch": _cca_launch,
     "pinned-retry": _pinned_retry,
     "guest-boot": _guest_boot,
 }

@@ -45,11 +45,11 @@ SOURCES = ("emulated", "recorded", "scenario")
 # op -> (required fields, optional fields): the schema of gmemlab.model.events.
 OPS = FIELDS
 CALLS = frozenset({"create_gmem", "set_attributes", "punch_hole", "populate",
-                   "finalize", "pin", "unpin", "map_gpa_range"})
+                   "finalize", "pin", "unpin", "map_gpa_range", "replace_memslot"})
 ACCESSES = frozenset({"host_read", "host_write", "guest_read", "guest_write", "guest_accept"})
 
-_HEADER_ORDER = ("format", "platform", "series", "page_size", "source", "description")
-_EVENT_ORDER = ("op", "offset", "size", "attributes", "flags", "private", "src", "value",
+_HEADER_ORDER = ("format", "platform", "series", "in_place", "page_size", "source", "description")
+_EVENT_ORDER = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "new_gmem",
                 "process", "expect", "t", "note")
 _EXPECT_ORDER = ("ret", "error_offset", "done", "ok", "signal", "exit", "exception", "value")
 
@@ -73,6 +73,9 @@ def check_header(obj: Any) -> dict:
     h.setdefault("series", "v8")
     if h["series"] not in SERIES:
         raise _Bad(f"unknown series {json.dumps(h['series'])}; known: {', '.join(SERIES)}")
+    # kvm.gmem_in_place_conversion (default true); false replays with the knob in_place_off.
+    if "in_place" in h and type(h["in_place"]) is not bool:
+        raise _Bad(f"in_place must be true or false, got {json.dumps(h['in_place'])}")
     h.setdefault("page_size", 4096)
     ps = h["page_size"]
     if type(ps) is not int or ps < 4096 or ps & (ps - 1):
@@ -311,6 +314,8 @@ def event_json(ev: Mapping) -> dict:
         del d["process"]
     if "flags" in d:
         d["flags"] = list(d["flags"])
+    if d.get("new_gmem") is not None:
+        d["new_gmem"] = list(d["new_gmem"])
     if "value" in d:
         d["value"] = value_json(d["value"])
     if "expect" in d:

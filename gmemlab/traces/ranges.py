@@ -364,6 +364,8 @@ class RangeEngine:
 
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
         ps, n = self.cfg.page_size, self.map.n
+        if ev["op"] == "replace_memslot":
+            return self._apply_expanded(ev)
         if ev["op"] == "create_gmem" or "offset" not in ev or _past_loff_t(ev):
             return self._apply_whole(ev)
         off = ev["offset"]
@@ -457,6 +459,18 @@ class RangeEngine:
             else:
                 self._vm_fields(post)
         return out, effects, Transition(pre, ev_c, out, post, effects)
+
+    def _apply_expanded(self, ev: dict) -> tuple[dict, frozenset, Transition]:
+        """replace_memslot: the one op that changes pages outside the range it names (the
+        pages the memslot no longer covers). Rare (a VMM rebinds a memslot a handful of
+        times), so step() runs on the page-level state and the runs are rebuilt."""
+        pre = self._shell(self.map.expand())
+        post, out, effects = step(self.cfg, pre, ev)
+        if post is not pre:
+            self.map = RunMap.from_pages(self._canon(p) for p in post.pages)
+            self.vm = post._replace(pages=())
+            self._recount()
+        return out, effects, Transition(pre, ev, out, post, effects)
 
     def _vm_fields(self, post: VmState) -> None:
         vm = post._replace(pages=())

@@ -61,7 +61,10 @@ class Report:
 
 def config_for(header: dict, proposal: str = "private-first", series: str | None = None,
                **knobs) -> Config:
-    """The model configuration a trace replays under (--series overrides the header)."""
+    """The model configuration a trace replays under (--series overrides the header; a
+    header's "in_place": false turns the knob in_place_off on)."""
+    if header.get("in_place") is False:
+        knobs = {**knobs, "in_place_off": True}
     return Config(proposal=proposal, platform=header["platform"],
                   series=series or header["series"], page_size=header["page_size"], **knobs)
 

@@ -49,6 +49,31 @@ target/i386/kvm/trace-events, system/trace-events):
 - ``ram_block_attributes_state_change`` "offset 0x%PRIx64 size 0x%PRIx64 from '%s' to
   '%s'": QEMU's RAMBlock-side echo of the same conversion (RAMBlock offsets, not gpas);
   read and skip-counted.
+- ``kvm_sev_snp_launch_update`` "src 0x%PRIx64 gpa 0x%PRIx64 len 0x%PRIx64 (%s page)"
+  (target/i386/trace-events; the type string from snp_page_type_to_str, target/i386/sev.c:
+  Normal, Zero, Unmeasured, Secrets, Cpuid; some versions also Vmsa, and "unknown")
+  -> populate. QEMU's sev_snp_launch_update traces each KVM_SEV_SNP_LAUNCH_UPDATE before
+  the ioctl, in a loop that re-issues it with the kernel's advanced gfn_start/len/uaddr
+  while len is left (or on EAGAIN), and breaks on any other error. So:
+  * the range is the gpa range translated through the memslots, as for
+    kvm_convert_memory; a range running into the next memslot is cut at the first
+    one's end (kvm_gmem_populate clamps npages to the slot holding gfn_start) and a
+    note says so;
+  * the source: a Zero page has none (snp_launch_update passes NULL for
+    KVM_SEV_SNP_PAGE_TYPE_ZERO): src null. Otherwise the log shows an address but not
+    whether it maps the guest_memfd itself (in place, the in-place conversion series)
+    or separate memory the kernel copies from: src "unknown" (docs/trace-format.md),
+    never guessed; a source address of 0 is a NULL source: src null;
+  * the result is not traced. Where the next launch-update line continues the same
+    range (gpa and src advanced, len reduced, by the same whole number of pages k), the
+    call returned 0 having done k pages: expect {"ret": 0, "done": k}. Otherwise
+    nothing is expected (a field absent from "expect" is not checked);
+  * the page type is kept in the note; types the kernel refuses before any page (Vmsa,
+    unknown) are skip-counted.
+- ``kvm_sev_snp_launch_finish`` "id_block %s id_auth %s host_data %s" -> finalize,
+  traced before KVM_SEV_SNP_LAUNCH_FINISH: no "expect".
+- TDX: QEMU's KVM_TDX_INIT_MEM_REGION (tdx_finalize_vm, target/i386/kvm/tdx.c) has no
+  trace event in the trees read, so a TDX recording carries no populate to convert.
 
 Every other event is skipped and counted by name; a line that is no trace event at all
 (QEMU's own error messages share the log) is counted under "(not a trace event)".
@@ -128,7 +153,17 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
     "ram_block_attributes_state_change": (re.compile(
         r"offset " + _H + r" size " + _H + r" from '(\w+)' to '(\w+)'\Z"),
         "offset 0x.. size 0x.. from 'STATE' to 'STATE'"),
+    "kvm_sev_snp_launch_update": (re.compile(
+        r"src " + _H + r" gpa " + _H + r" len " + _H + r" \(([A-Za-z]{1,16}) page\)\Z"),
+        "src 0x.. gpa 0x.. len 0x.. (TYPE page)"),
+    # Three %s fields (hex strings of QEMU's own, or "(null)"): read as free text.
+    "kvm_sev_snp_launch_finish": (re.compile(r"id_block \S{1,4096} id_auth \S{1,4096} host_data \S{1,4096}\Z"),
+                                  "id_block S id_auth S host_data S"),
 }
+
+# snp_page_type_to_str (target/i386/sev.c) names the kernel accepts for LAUNCH_UPDATE
+# (snp_launch_update's type check, arch/x86/kvm/svm/sev.c).
+SNP_PAGE_TYPES = ("Normal", "Zero", "Unmeasured", "Secrets", "Cpuid")
 
 
 @dataclass(frozen=True)
@@ -331,6 +366,59 @@ def _event(op: str, rec: _Record, **fields: Any) -> Event:
     return event(op, **fields, line=rec.line)
 
 
+def _launch_update(rec: _Record, nxt: _Record | None, translator: _Translator, path: str) -> Event | None:
+    """One kvm_sev_snp_launch_update line -> populate (see the module docstring)."""
+    src, gpa, length, kind = int(rec.groups[0], 16), int(rec.groups[1], 16), int(rec.groups[2], 16), rec.groups[3]
+    check_range(path, rec.line, rec.name, gpa, length)
+    check_range(path, rec.line, rec.name + " src", src, length)
+    if kind not in SNP_PAGE_TYPES:
+        return None
+    if length == 0 or gpa % PAGE_SIZE or length % PAGE_SIZE:
+        raise InputError(path, rec.line, f"{rec.name}: gpa {gpa:#x} len {length:#x} is empty or not page"
+                         " aligned, which QEMU never passes (sev_snp_launch_update)")
+    # kvm_gmem_populate works in the memslot holding gfn_start and clamps npages to it.
+    slot = translator._at(0, gpa)
+    inside = length if slot is None else min(length, slot.gpa + slot.size - gpa)
+    (offset, size), = translator.ranges(gpa, inside, rec.line, rec.name)  # one slot: one piece
+    notes = [f"SNP page type {kind}"]
+    if size < length:
+        notes.append(f"gpa {gpa:#x}+{length:#x} runs past its memslot: the kernel clamps the call to the"
+                     f" first {size // PAGE_SIZE} pages (kvm_gmem_populate)")
+    fields: dict[str, Any] = {"offset": offset, "size": size}
+    if kind == "Zero" or src == 0:
+        fields["src"] = None
+    else:
+        fields["src"] = "unknown"
+        notes.append("source address traced; whether it maps the guest_memfd (in place) or separate"
+                     " memory (a copy) is not in the log")
+    done = _continued(rec, nxt)
+    if done is not None and done <= size // PAGE_SIZE:
+        fields["expect"] = {"ret": 0, "done": done}
+    else:
+        notes.append("result not in the log")
+    return _event("populate", rec, note="; ".join(notes), **fields)
+
+
+def _continued(rec: _Record, nxt: _Record | None) -> int | None:
+    """k when the next launch-update record (``nxt``: the next launch update or finish of
+    the recording; other events may sit in between) resumes this call k pages further on
+    -- QEMU's loop re-issues the ioctl with the kernel's advanced gfn_start/len/uaddr
+    only after it returned 0 -- else None."""
+    if nxt is None or nxt.name != "kvm_sev_snp_launch_update":
+        return None
+    src, gpa, length = (int(x, 16) for x in rec.groups[:3])
+    nsrc, ngpa, nlength = (int(x, 16) for x in nxt.groups[:3])
+    step = ngpa - gpa
+    if nxt.groups[3] != rec.groups[3] or step <= 0 or step % PAGE_SIZE or length - nlength != step:
+        return None
+    if rec.groups[3] != "Zero" and src and nsrc - src != step:
+        return None
+    return step // PAGE_SIZE
+
+
+_LAUNCH = ("kvm_sev_snp_launch_update", "kvm_sev_snp_launch_finish")
+
+
 def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
             ) -> tuple[dict[str, Any], list[Event], dict[str, int]]:
     """A QEMU trace log -> (header, events, {skipped event: count})."""
@@ -346,6 +434,8 @@ def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
         skipped[key] = skipped.get(key, 0) + 1
 
     translator = _Translator(path, base)
+    launch = [r for r in records if r.name in _LAUNCH]
+    next_launch = {id(a): b for a, b in zip(launch, launch[1:])}  # one pass, not a scan per line
     faults: dict[tuple[int, int], tuple[int, int]] = {}  # (start, size) -> (line, flags)
     events: list[Event] = []
     first_t = None
@@ -364,6 +454,14 @@ def convert(data: bytes | str, path: str = "<qemu log>", platform: str = "snp"
             skip(rec.name)
         elif rec.name == "ram_block_attributes_state_change":
             skip(rec.name)
+        elif rec.name == "kvm_sev_snp_launch_finish":
+            events.append(_event("finalize", rec, note="traced before KVM_SEV_SNP_LAUNCH_FINISH: its result is not in the log"))
+        elif rec.name == "kvm_sev_snp_launch_update":
+            ev = _launch_update(rec, next_launch.get(id(rec)), translator, path)
+            if ev is None:
+                skip(f"{rec.name} (page type {g[3]}: refused by the kernel before any page)")
+            else:
+                events.append(ev)
         elif rec.name in ("kvm_convert_memory", "kvm_hc_map_gpa_range"):
             start, size = int(g[0], 16), int(g[1], 16)
             check_range(path, rec.line, rec.name, start, size)
