@@ -631,9 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the trace (a counterexample, or any trace whose events all carry \"expect\") "
                     "as a standalone C selftest in the style of tools/testing/selftests/kvm/x86/"
                     "guest_memfd_conversions_test.c: the same calls in the same order, each outcome "
-                    "asserted; populate and finalize are the SNP/TDX launch ioctls, guest accesses on "
+                    "asserted; populate and finalize are the SNP/TDX launch ioctls (on cca populate is "
+                    "KVM_ARM_RMI_POPULATE in a Realm; the program skips off arm64), guest accesses on "
                     "sw_protected/default run real-mode code on a vCPU. Exit 2 on a trace it cannot express "
-                    "(guest_accept, guest events on SNP/TDX, launch ops on other VM types), naming the line.",
+                    "(guest_accept, guest events on SNP/TDX/cca, finalize on cca, launch ops on other VM "
+                    "types), naming the line.",
         epilog=_epilog("gmemlab selftest cx.jsonl -o host_touches_te_private_test.c",
                        "gmemlab selftest data/traces/selftests/fault_private.jsonl --vm default -o t.c "
                        "&& gcc -Wall -Werror -o t t.c && ./t"))

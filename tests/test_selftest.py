@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform as _platform
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from gmemlab.explore import Bounds, explore
 from gmemlab.invariants import INVARIANT_NAMES, SOMETIMES
 from gmemlab.model import vocab
 from gmemlab.model.state import Config
-from gmemlab.render.selftest import GUEST_OPS, NOT_ON_CVM, NOT_USERSPACE, render, render_file
+from gmemlab.render.selftest import GUEST_OPS, NOT_ON_CCA, NOT_ON_CVM, NOT_USERSPACE, render, render_file
 from gmemlab.traces.format import dumps, loads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,8 +222,13 @@ def test_refusals_name_the_line():
     assert e.line == 3 and "no pin" in e.problem
     h, evs = loads("\n".join(json.dumps(x) for x in [HEADER, create]) + "\n", "t.jsonl")
     with pytest.raises(InputError) as ei:
-        render(dict(h, platform="cca"), evs, "t.jsonl")   # a platform the reader does not know yet
-    assert ei.value.line == 1 and "cca" in ei.value.problem
+        render(dict(h, platform="pkvm"), evs, "t.jsonl")   # a platform the reader does not know yet
+    assert ei.value.line == 1 and "pkvm" in ei.value.problem
+    cca = dict(HEADER, platform="cca")
+    e = refuse([create, {"op": "finalize", "expect": {"ret": 0}}], cca)
+    assert e.line == 3 and "not expressible on cca" in e.problem and "KVM_RUN" in e.problem
+    e = refuse([create, {"op": "guest_read", "offset": 0, "private": True, "expect": {"ok": True}}], cca)
+    assert e.line == 3 and "not expressible on cca" in e.problem
     e = refuse([create, {"op": "populate", "offset": 0, "size": 100, "src": None, "expect": {"ret": 0}}],
                dict(HEADER, platform="tdx"))
     assert e.line == 3 and "unaligned" in e.problem
@@ -288,6 +294,46 @@ def test_launch_ioctls_on_snp_and_tdx(tmp_path):
                 assert r.stdout.startswith("SKIP: "), r.stdout
 
 
+CCA_LAUNCH = [
+    {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
+    {"op": "host_write", "offset": 0, "value": "K", "expect": {"ok": True}},
+    {"op": "set_attributes", "offset": 0, "size": 8192, "attributes": "private", "flags": [], "expect": {"ret": 0}},
+    {"op": "populate", "offset": 0, "size": 8192, "src": None, "expect": {"ret": "EINVAL", "done": 0}},
+    {"op": "populate", "offset": 0, "size": 8192, "src": "buffer", "value": "L", "expect": {"ret": 0, "done": 2}},
+    {"op": "host_read", "offset": 0, "expect": {"signal": "SIGBUS"}},
+    {"op": "punch_hole", "offset": 0, "size": 4096, "expect": {"ret": 0}},
+]
+
+
+def test_cca_populate_is_kvm_arm_rmi_populate_and_skips_off_arm64(tmp_path):
+    """On cca, populate becomes KVM_ARM_RMI_POPULATE on a KVM_VM_TYPE_ARM_REALM VM (no
+    set-up call), measured, from a buffer or with source_uaddr 0; its progress is asserted
+    through the base, size and source_uaddr the kernel wrote back. Built here (x86-64),
+    the program skips (exit 4) before touching /dev/kvm."""
+    h, evs = _trace(dict(HEADER, platform="cca"), CCA_LAUNCH)
+    c = render(h, evs, "cca_launch.jsonl")
+    assert c == render(h, evs, "cca_launch.jsonl")
+    assert "#define TRACE_VM_TYPE KVM_VM_TYPE_ARM_REALM" in c and "#define TRACE_REALM 1" in c
+    assert "ioctl(vm_fd, KVM_ARM_RMI_POPULATE, &rmi_populate)" in c
+    assert ".flags = KVM_ARM_RMI_POPULATE_FLAGS_MEASURE" in c
+    assert "r = populate(0x0ULL, 0x2000ULL, 0, 0x00);\n\tassert_ret(r, -EINVAL);" in c
+    assert "TEST_ASSERT_EQ(rmi_populate.base, 0x0ULL);" in c          # the EINVAL: nothing moved
+    assert "r = populate(0x0ULL, 0x2000ULL, 1, 0x4c);" in c
+    assert "TEST_ASSERT_EQ(rmi_populate.base, 0x2000ULL);" in c
+    assert "TEST_ASSERT_EQ(rmi_populate.size, 0x0ULL);" in c
+    assert "TEST_ASSERT_EQ(rmi_populate.source_uaddr - rmi_source, 0x2000ULL);" in c
+    assert "assert_access(r, SIGBUS);" in c
+    assert "_setup();" not in c.split("int main(void)")[1]     # no launch context on cca
+    assert "KVM_SEV_" not in c.split("---- end of gmemlab_uapi.h ----")[1]
+    exe = build(c, tmp_path, "cca_launch")
+    r = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    if _platform.machine() not in ("aarch64", "arm64"):
+        assert r.returncode == 4, r.stdout + r.stderr
+        assert r.stdout.startswith("SKIP: ") and "arm64" in r.stdout, r.stdout
+    else:
+        assert r.returncode in (0, 1, 4), r.stdout + r.stderr
+
+
 GUEST_TRACE = [
     {"op": "create_gmem", "size": 8192, "flags": ["MMAP", "INIT_SHARED"], "expect": {"ret": 0}},
     {"op": "host_write", "offset": 4096, "value": "A", "expect": {"ok": True}},
@@ -345,3 +391,26 @@ def test_launch_traces_render_up_to_their_guest_events():
             assert guest and e.line == guest[0]["line"], (name, str(e))
         else:
             assert not guest, name
+
+
+def test_cca_traces_render_up_to_their_activation():
+    """The hand-written cca traces: everything before the first finalize (the Realm's
+    activation at its first KVM_RUN) or guest event is expressed, and that event is
+    refused naming its line; a trace without one renders (a Realm program)."""
+    cca = os.path.join(ROOT, "data", "traces", "cca")
+    rendered = 0
+    for name in sorted(os.listdir(cca)):
+        path = os.path.join(cca, name)
+        with open(path, encoding="utf-8") as f:
+            header, events = loads(f.read(), path)
+        refused = [ev for ev in events if ev["op"] in NOT_ON_CCA]
+        try:
+            c = render(header, events, path)
+        except InputError as e:
+            assert refused and e.line == refused[0]["line"], (name, str(e))
+            assert "not expressible on cca" in e.problem, (name, str(e))
+        else:
+            assert not refused, name
+            assert "KVM_VM_TYPE_ARM_REALM" in c
+            rendered += 1
+    assert rendered >= 1   # punch_shared_delegated_granule.jsonl

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform as _platform
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(ROOT, PATH)
 GCC_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 VM_TYPE_NUMBER = {"default": 0, "sw_protected": 1, "snp": 4, "tdx": 5}   # asm/kvm.h: KVM_X86_*_VM
+ARM64_VM_TYPES = ("cca",)   # KVM_VM_TYPE_ARM_REALM: an arm64 type, absent wherever the machine is not arm64
 
 
 def _gcc() -> str:
@@ -97,7 +99,7 @@ def test_every_manifest_pair_has_a_counterexample_trace():
     assert len(got) >= 100, len(got)    # 118 when written
     # the launch platforms are among them: populate is expressed, not refused
     platforms = {p for _, _, p, _ in manifest_traces()}
-    assert {"snp", "tdx"} <= platforms, platforms
+    assert {"snp", "tdx", "cca"} <= platforms, platforms
     ops = {json.loads(line)["op"] for *_, text in manifest_traces() for line in text.splitlines()[1:]}
     assert "populate" in ops, ops
 
@@ -144,13 +146,13 @@ def _vm_types() -> list[int] | None:
 
 def test_one_manifest_selftest_per_vm_type_links_and_skips_where_the_type_is_absent(tmp_path):
     """One program per VM type is built for real (linked) and run: it exits 4 with a
-    message where the machine lacks the type (SNP and TDX here), and otherwise runs to
-    a verdict (0 or 1, never a crash)."""
+    message where the machine lacks the type (SNP and TDX here; a CCA Realm on any
+    machine that is not arm64), and otherwise runs to a verdict (0 or 1, never a crash)."""
     gcc = _gcc()
     chosen: dict[str, str] = {}
     for c, pairs in rendered().items():
         chosen.setdefault(pairs[0][2], c)
-    assert {"snp", "tdx"} <= set(chosen), set(chosen)
+    assert {"snp", "tdx", "cca"} <= set(chosen), set(chosen)
     types = _vm_types()
     for platform, c in sorted(chosen.items()):
         src, exe = tmp_path / f"{platform}.c", tmp_path / platform
@@ -159,7 +161,11 @@ def test_one_manifest_selftest_per_vm_type_links_and_skips_where_the_type_is_abs
         assert r.returncode == 0, f"{platform}: does not build:\n{r.stderr}"
         assert f"#define TRACE_VM_TYPE {PLATFORM_VM_TYPES[platform]}" in c
         run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-        if types is None or VM_TYPE_NUMBER[platform] not in types:
+        if platform in ARM64_VM_TYPES:
+            absent = _platform.machine() not in ("aarch64", "arm64")
+        else:
+            absent = types is None or VM_TYPE_NUMBER[platform] not in types
+        if absent:
             assert run.returncode == 4, f"{platform}: exit {run.returncode}\n{run.stdout}{run.stderr}"
             assert run.stdout.startswith("SKIP: ") and run.stdout.strip() != "SKIP:", run.stdout
         else:

@@ -9,7 +9,8 @@ installed <linux/kvm.h> comes from gmemlab/render/c/gmemlab_uapi.h, copied into 
 file (guarded by #ifndef, so newer installed headers win). It builds with
 ``gcc -Wall -Werror -o t t.c``; it exits 0 when every outcome matches, 1 at the first
 that does not (naming the trace line), and 4 (KSFT_SKIP) when the machine lacks
-/dev/kvm, the VM type (SNP and TDX included), /dev/sev, KVM_SET_MEMORY_ATTRIBUTES2 or
+/dev/kvm, the VM type (SNP and TDX included; a CCA Realm off arm64, or where
+KVM_CREATE_VM refuses KVM_VM_TYPE_ARM_REALM), /dev/sev, KVM_SET_MEMORY_ATTRIBUTES2 or
 the hypercall exit.
 
 What each op becomes:
@@ -29,6 +30,13 @@ What each op becomes:
   KVM_TDX_INIT_VM, a vCPU and KVM_TDX_INIT_VCPU at set-up, KVM_TDX_INIT_MEM_REGION on
   the vCPU (source_addr 0 for src null), KVM_TDX_FINALIZE_VM. The errno is asserted,
   and with "done" the range the kernel writes back (gfn_start/len, gpa/nr_pages).
+- populate (cca): KVM_ARM_RMI_POPULATE on a KVM_VM_TYPE_ARM_REALM VM (Steven Price's
+  KVM CCA series, api.rst), measured (KVM_ARM_RMI_POPULATE_FLAGS_MEASURE), from a
+  buffer holding "value" (source_uaddr 0 for src null: the model's EINVAL); no set-up
+  call (the Realm descriptor is created at the first populate). The errno is asserted,
+  and with "done" the base, size and source_uaddr the kernel writes back. The program
+  skips (exit 4) when it was not built for arm64 (#ifndef __aarch64__) and when
+  KVM_CREATE_VM refuses the Realm type (EINVAL: no RMM); it has never run on arm64.
 - guest_read / guest_write (sw_protected, default): a vCPU runs a few bytes of real-mode
   code from its own memslot one page below 4 GiB, as gmemlab/kvm/runner.py does:
   ``mov al, [bx]; hlt`` or ``rep stosb; hlt`` with the data segments based at the page.
@@ -45,7 +53,10 @@ TDG.MEM.PAGE.ACCEPT need a guest program inside the measured image of a launched
 TDX guest, reporting through the GHCB or a TDVMCALL), and guest accesses or
 map_gpa_range on snp/tdx (the same reason: the host cannot set a protected vCPU's
 registers nor read them back); populate and finalize on sw_protected/default (no launch
-ioctls there); an event without "expect". No counterexample of the explore manifest
+ioctls there); on cca, finalize (the Realm's activation at its first KVM_RUN,
+assumption A-cca-activate: it needs a REC, an in-kernel VGIC and a guest image) and
+the guest ops (a guest program in the Realm); an event without "expect". No
+counterexample of the explore manifest
 (data/manifest/explore.json) holds any of them: tests/test_selftest_manifest.py checks.
 
 >>> h = {"format": "gmemlab-trace/1", "platform": "sw_protected", "series": "v8", "page_size": 4096}
@@ -67,8 +78,9 @@ from gmemlab.errors import InputError
 
 UAPI_HEADER = Path(__file__).parent / "c" / "gmemlab_uapi.h"
 PLATFORM_VM_TYPES = {"sw_protected": "KVM_X86_SW_PROTECTED_VM", "default": "KVM_X86_DEFAULT_VM",
-                     "snp": "KVM_X86_SNP_VM", "tdx": "KVM_X86_TDX_VM"}
-CVM_PLATFORMS = ("snp", "tdx")
+                     "snp": "KVM_X86_SNP_VM", "tdx": "KVM_X86_TDX_VM", "cca": "KVM_VM_TYPE_ARM_REALM"}
+CVM_PLATFORMS = ("snp", "tdx", "cca")
+LAUNCH_SETUP = ("snp", "tdx")   # a launch context set up before any launch command (cca: none)
 VM_CHOICES = ("platform", "sw_protected", "default")
 GMEM_FLAG_C = {"MMAP": "GUEST_MEMFD_FLAG_MMAP", "INIT_SHARED": "GUEST_MEMFD_FLAG_INIT_SHARED",
                "NO_DIRECT_MAP": "GUEST_MEMFD_FLAG_NO_DIRECT_MAP"}
@@ -93,6 +105,17 @@ NOT_ON_CVM = {
                      "program in the measured launch image",
     "guest_accept": "PVALIDATE / TDG.MEM.PAGE.ACCEPT run in a launched SNP/TDX guest: a guest program in "
                     "the measured image would have to report through the GHCB or a TDVMCALL",
+}
+# The same ops in a CCA Realm, and finalize, which on cca is no ioctl (and why).
+_IN_REALM = ("needs a guest program in the Realm's measured image, run in a REC that the host can neither "
+             "set nor read (the RMM lets KVM set only the GPRs and PC before activation)")
+NOT_ON_CCA = {
+    "guest_read": "a guest access in a Realm " + _IN_REALM,
+    "guest_write": "a guest access in a Realm " + _IN_REALM,
+    "map_gpa_range": "a Realm's RIPAS change (RSI_IPA_STATE_SET, a REC exit) " + _IN_REALM,
+    "guest_accept": "a Realm has nothing to accept; a RIPAS change " + _IN_REALM,
+    "finalize": "finalize on cca stands for the Realm's activation at its first KVM_RUN (kvm_activate_realm, "
+                "assumption A-cca-activate), which needs a REC, an in-kernel VGIC and a guest image in the Realm",
 }
 # The outcomes a vCPU exit stands for (kvm.h: KVM_EXIT_*).
 EXIT_C = {"MEMORY_FAULT": "KVM_EXIT_MEMORY_FAULT", "MMIO": "KVM_EXIT_MMIO", "IO": "KVM_EXIT_IO",
@@ -200,7 +223,7 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     if vm == "platform":
         if platform not in PLATFORM_VM_TYPES:
             raise InputError(path, hline, f"platform {platform!r}: a selftest is written for sw_protected, "
-                                          "default, snp or tdx only (a CCA Realm needs arm64 and the RMM)")
+                                          "default, snp, tdx or cca only")
         vm = platform
     cvm = vm in CVM_PLATFORMS
     ps = header.get("page_size", 4096)
@@ -214,6 +237,9 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     for i, ev in enumerate(events):
         line = ev.get("line", i + 2)
         op = ev["op"]
+        if vm == "cca" and op in NOT_ON_CCA:
+            raise InputError(path, line, f"{op}: not expressible on cca: {NOT_ON_CCA[op]}; "
+                                         "gmemlab selftest cannot express it")
         if cvm and op in NOT_ON_CVM:
             raise InputError(path, line, f"{op}: not expressible on {vm}: {NOT_ON_CVM[op]}; "
                                          "gmemlab selftest cannot express it")
@@ -335,6 +361,13 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
             if done is not None:
                 if vm == "snp" and exp.get("ret") not in (0, None) and done:
                     body.append("\t/* an SNP error writes nothing back: no progress to check */")
+                elif vm == "cca":
+                    # api.rst KVM_ARM_RMI_POPULATE: base, size and source_uaddr advance past what
+                    # was populated; the struct is copied back on an error too, unchanged
+                    moved = min(done * ps, size)
+                    body.append(f"\tTEST_ASSERT_EQ(rmi_populate.base, {_u64(off + moved)});")
+                    body.append(f"\tTEST_ASSERT_EQ(rmi_populate.size, {_u64(size - moved)});")
+                    body.append(f"\tTEST_ASSERT_EQ(rmi_populate.source_uaddr - rmi_source, {_u64(moved)});")
                 elif vm == "snp":
                     # amd-memory-encryption.rst: gfn_start and len advance past what was done
                     body.append(f"\tTEST_ASSERT_EQ(snp_update.gfn_start, {_u64(off // ps + done)});")
@@ -410,6 +443,8 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     out.append("/* ---- end of gmemlab_uapi.h ---- */")
     out.append(f"\n#define TRACE_PAGE_SIZE {ps}UL")
     out.append(f"#define TRACE_VM_TYPE {PLATFORM_VM_TYPES[vm]}")
+    if vm == "cca":
+        out.append("#define TRACE_REALM 1")
     out.append(_HELPERS)
     if "attributes" in uses:
         out.append(_ATTRIBUTES)
@@ -419,6 +454,8 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
         out.append(_SNP)
     if "tdx" in uses:
         out.append(_TDX)
+    if "cca" in uses:
+        out.append(_CCA)
     if "vcpu" in uses:
         out.append(_VCPU)
     if "hypercall" in uses:
@@ -445,7 +482,7 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
         # order gmemlab kvm-run makes them (a vCPU created after the guest_memfd's memslot
         # triple-faulted on the Linux 6.18 kvm_pvm machine this was written on)
         out.append("\tsetup_vcpu();")
-    if vm in CVM_PLATFORMS:
+    if vm in LAUNCH_SETUP:
         # the launch context exists before any launch command (the documented flows)
         out.append(f"\t{vm}_setup();")
     if "hypercall" in uses:
@@ -543,6 +580,10 @@ static __maybe_unused void setup_vm(void)
 {
 	int types;
 
+#if defined(TRACE_REALM) && !defined(__aarch64__)
+	TEST_SKIP("a CCA Realm (KVM_VM_TYPE_ARM_REALM) needs an arm64 host with the RMM; "
+		  "this program was built for another architecture");
+#endif
 	if (sysconf(_SC_PAGESIZE) != (long)TRACE_PAGE_SIZE)
 		TEST_SKIP("the trace's page size is %lu, this machine's %ld",
 			  TRACE_PAGE_SIZE, sysconf(_SC_PAGESIZE));
@@ -551,14 +592,24 @@ static __maybe_unused void setup_vm(void)
 		TEST_SKIP("/dev/kvm: %s", strerror(errno));
 	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD) <= 0)
 		TEST_SKIP("KVM_CAP_GUEST_MEMFD is not supported");
+#ifndef TRACE_REALM
 	if (TRACE_VM_TYPE != KVM_X86_DEFAULT_VM) {
 		types = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
 		if (types <= 0 || !(types & (1 << TRACE_VM_TYPE)))
 			TEST_SKIP("VM type %d is not supported", TRACE_VM_TYPE);
 	}
+#else
+	(void)types;	/* arm64 has no KVM_CAP_VM_TYPES: KVM_CREATE_VM answers */
+#endif
 	do {
 		vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, TRACE_VM_TYPE);
 	} while (vm_fd < 0 && errno == EINTR);
+#ifdef TRACE_REALM
+	/* kvm_arch_init_vm: EINVAL for a Realm where the RMM is absent */
+	if (vm_fd < 0 && errno == EINVAL)
+		TEST_SKIP("KVM_CREATE_VM(KVM_VM_TYPE_ARM_REALM): %s (no RMM, or its IPA limit is below "
+			  "the default 40 bits)", strerror(errno));
+#endif
 	TEST_ASSERT(vm_fd >= 0, "KVM_CREATE_VM: %s", strerror(errno));
 }
 
@@ -989,6 +1040,43 @@ static __maybe_unused int finalize(void)
 	uint64_t hw = 0;
 
 	return tdx_cmd(vm_fd, KVM_TDX_FINALIZE_VM, 0, 0, &hw);
+}
+"""
+
+_CCA = r"""
+/*
+ * Arm CCA Realm launch, as Documentation/virt/kvm/api.rst of Steven Price's
+ * KVM CCA series describes it (4.145 KVM_ARM_RMI_POPULATE).  Nothing is set
+ * up first: the Realm descriptor is created at the first populate
+ * (realm_ensure_created, arch/arm64/kvm/rmi.c) and the Realm is activated at
+ * the first KVM_RUN.  A populate copies from a source (never in place) and
+ * is measured; the kernel writes the struct back, also on an error.
+ */
+static struct kvm_arm_rmi_populate rmi_populate;	/* the last populate, as written back */
+static uint64_t rmi_source;				/* its source_uaddr as passed */
+
+/*
+ * KVM_ARM_RMI_POPULATE of [offset, offset + size) from a buffer filled with
+ * value, or with source_uaddr 0 (no source).  rmi_populate keeps base, size
+ * and source_uaddr as the kernel advanced them past the pages populated.
+ */
+static __maybe_unused int populate(uint64_t offset, uint64_t size, int from_buffer, uint8_t value)
+{
+	void *buf = launch_source(size, from_buffer, value);
+	int r;
+
+	rmi_source = (uintptr_t)buf;
+	rmi_populate = (struct kvm_arm_rmi_populate){
+		.base = offset,
+		.size = size,
+		.source_uaddr = rmi_source,
+		.flags = KVM_ARM_RMI_POPULATE_FLAGS_MEASURE,
+	};
+	r = ioctl(vm_fd, KVM_ARM_RMI_POPULATE, &rmi_populate);
+	r = r < 0 ? -errno : 0;
+	if (buf)
+		munmap(buf, size);
+	return r;
 }
 """
 

@@ -129,6 +129,12 @@ struct kvm_memory_attributes2 {
 #endif
 
 /*
+ * The x86 launch uAPI below names x86-only types (struct kvm_cpuid2): it is
+ * declared for x86 builds only, so that a cca program also builds on arm64.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+
+/*
  * SEV-SNP launch (Linux 6.10/6.11), as Documentation/virt/kvm/x86/
  * amd-memory-encryption.rst describes it and arch/x86/include/uapi/asm/kvm.h
  * lays it out: every command is a KVM_MEMORY_ENCRYPT_OP on the VM with a
@@ -266,6 +272,46 @@ struct kvm_tdx_init_mem_region {
 #endif
 #ifndef KVM_TDX_MEASURE_MEMORY_REGION
 #define KVM_TDX_MEASURE_MEMORY_REGION (1ULL << 0)
+#endif
+
+#endif /* __x86_64__ || __i386__ */
+
+/*
+ * Arm CCA Realms (arm64), from Steven Price's KVM CCA series, v15
+ * <20260715142841.80544-1-steven.price@arm.com>; the text read is that of
+ * its v14 posting (2026-05-13), "arm64: RMI: Define the user ABI" and "KVM:
+ * arm64: Allow passing machine type in KVM creation", Documentation/virt/
+ * kvm/api.rst (4.145 KVM_ARM_RMI_POPULATE; 4.1 KVM_CREATE_VM, ARM64).
+ *
+ * A Realm is a VM created with the machine type KVM_VM_TYPE_ARM_REALM (one
+ * of bits[31:30] of the type; bits[7:0] stay the IPA size, 0 the default);
+ * KVM_CREATE_VM refuses it with EINVAL where the RMM is absent.  There is
+ * nothing to enable: KVM_CAP_ARM_RMI only reports that Realms are
+ * available (its number changed between postings, so it is not used here),
+ * the Realm descriptor is created at the first populate and the Realm is
+ * activated at the first KVM_RUN.  KVM_ARM_RMI_POPULATE, a vm ioctl, copies
+ * [base, base + size) from source_uaddr into the Realm's protected memory
+ * (guest_memfd) and sets it RIPAS RAM; flags may request that the data be
+ * measured into the Realm Initial Measurement.  It may stop early: the
+ * kernel writes the struct back with base, size and source_uaddr advanced
+ * past what was populated ("repeatedly call it until size is 0").
+ */
+#ifndef KVM_VM_TYPE_ARM_REALM
+#define KVM_VM_TYPE_ARM_REALM (1UL << 30)
+#endif
+#ifndef KVM_ARM_RMI_POPULATE
+struct kvm_arm_rmi_populate {
+	__u64 base;			/* in/out: the first IPA to populate */
+	__u64 size;			/* in/out: bytes left, page-aligned */
+	__u64 source_uaddr;		/* in/out: the source, page-aligned */
+	__u32 flags;			/* KVM_ARM_RMI_POPULATE_FLAGS_* */
+	__u32 reserved;			/* must be 0 */
+};
+#define KVM_ARM_RMI_POPULATE \
+	_IOWR(KVMIO, 0xd7, struct kvm_arm_rmi_populate)
+#endif
+#ifndef KVM_ARM_RMI_POPULATE_FLAGS_MEASURE
+#define KVM_ARM_RMI_POPULATE_FLAGS_MEASURE (1 << 0)
 #endif
 
 #endif /* GMEMLAB_UAPI_H */
