@@ -3,7 +3,6 @@ gmemlab.explore.graph, sizes bounded whatever the page count, the chosen state i
 neighbourhood, one box per step of a path, and the interactive graph's fallbacks."""
 
 import sys
-import time
 
 import pytest
 
@@ -67,14 +66,15 @@ def test_a_big_quotient_is_clustered_and_says_so():
     assert small.kind == "quotient" and len(small.boxes) == B.fold(_x(1)).number_of_nodes()
 
 
-def test_views_render_fast_at_three_pages():
+def test_views_stay_bounded_at_three_pages():
+    """At 3 pages (hundreds of thousands of states) every view still draws at most
+    B.MAX_BOXES boxes (how fast is `make bench`'s to say, not a test's)."""
     x, y = _x(3), _x(3, "private-first")
-    B.fold(x), B.fold(y), B.broken_bits(x)   # the exploration's folds, once
     for make in (lambda: B.quotient_view(x, "launch progress"), lambda: B.difference_view(x, y),
                  lambda: B.neighbourhood_view(x), lambda: B.progress_view(x), lambda: B.path_view(x)):
-        t = time.monotonic()
-        draw(make(), "auto")
-        assert time.monotonic() - t < 2.0
+        d = make()
+        assert 0 < len(d.boxes) <= B.MAX_BOXES
+        draw(d, "auto")
 
 
 def test_neighbourhood_holds_the_chosen_state_and_only_near_ones():

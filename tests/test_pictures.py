@@ -15,7 +15,6 @@ private-first for the difference.
 
 import os
 import shutil
-import time
 
 import pytest
 
@@ -134,13 +133,11 @@ def test_every_view_is_readable(chromium, tmp_path, engine, pages):
         assert shutil.which("dot"), "Graphviz's dot is missing under CI: .ci/system-deps.sh installs it"
     x = views.exploration("userspace-converts", "snp", "v8", pages)
     y = views.exploration("private-first", "snp", "v8", pages)
-    t = time.monotonic()
     sections = _views(x, y, engine)
     if pages == 1:  # a space small enough to draw one box per state (sw_protected: 34 states)
         small = views.exploration("private-first", "sw_protected", "v8", 1)
         sections["full, every state"] = views.full_graph_html(small, engine)
         assert 'data-kind="full"' in sections["full, every state"]
-    spent = time.monotonic() - t
     for name, html in sections.items():
         assert f'data-engine="{engine}"' in html, name
     path = tmp_path / f"views-{engine}-{pages}.html"
@@ -153,8 +150,6 @@ def test_every_view_is_readable(chromium, tmp_path, engine, pages):
         c = found["counts"][name]
         assert c["svgs"] >= 1 and c["texts"] > 0 and c["boxes"] > 0, (name, c)
     assert found["bad"] == [], "\n".join(found["bad"][:40])
-    # the views are bounded: a few seconds at most for all of them, whatever the page count
-    assert spent < 20, f"{spent:.1f} s to render the views at {pages} pages"
 
 
 def test_the_measure_catches_what_users_saw(chromium, tmp_path):

@@ -114,14 +114,19 @@ def add_call(g, u, v, op: str) -> None:
 
 def difference(a: Exploration, b: Exploration, key: Callable[[VmState], object] = attribute_x_te):
     """Overlay two quotients; ``side`` is 'both', 'a' or 'b' on every node and edge."""
+    return overlay(quotient(a, key), quotient(b, key))
+
+
+def overlay(ga, gb):
+    """Two folded graphs as one: ``side`` 'both', 'a' or 'b' on every node and edge, a
+    node's count the states of both, an edge's ops those of both."""
     nx = _nx()
-    ga, gb = quotient(a, key), quotient(b, key)
     g = nx.DiGraph()
     for n in sorted(set(ga.nodes) | set(gb.nodes), key=repr):
         side = "both" if n in ga and n in gb else ("a" if n in ga else "b")
         src = ga.nodes[n] if n in ga else gb.nodes[n]
-        g.add_node(n, label=src["label"], side=side, invariants=src["invariants"],
-                   initial=src["initial"])
+        g.add_node(n, label=src["label"], side=side, invariants=src["invariants"], initial=src["initial"],
+                   count=(ga.nodes[n]["count"] if n in ga else 0) + (gb.nodes[n]["count"] if n in gb else 0))
     for u, v in sorted(set(ga.edges) | set(gb.edges), key=repr):
         side = "both" if ga.has_edge(u, v) and gb.has_edge(u, v) else ("a" if ga.has_edge(u, v) else "b")
         ops = sorted(set((ga.edges[u, v]["ops"] if ga.has_edge(u, v) else [])

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmemlab.explore.graph import add_call
+from gmemlab.explore.graph import add_call, overlay
 from gmemlab.invariants import ALWAYS
 from gmemlab.render.graphs import CHOSEN  # noqa: F401 (the doctest's highlight)
 from gmemlab.render.graphs import PROJECTIONS, Drawing, _describe, attribute_x_te, host_view, launch_view
@@ -218,20 +218,7 @@ def fold(x, key=attribute_x_te):
 
 def fold_difference(a, b, key=attribute_x_te):
     """gmemlab.explore.graph.difference over ``fold``: side 'a', 'b' or 'both'."""
-    nx = _nx()
-    ga, gb = fold(a, key), fold(b, key)
-    g = nx.DiGraph()
-    for n in sorted(set(ga.nodes) | set(gb.nodes), key=repr):
-        side = "both" if n in ga and n in gb else ("a" if n in ga else "b")
-        src = ga.nodes[n] if n in ga else gb.nodes[n]
-        g.add_node(n, label=src["label"], side=side, invariants=src["invariants"], initial=src["initial"],
-                   count=(ga.nodes[n]["count"] if n in ga else 0) + (gb.nodes[n]["count"] if n in gb else 0))
-    for u, v in sorted(set(ga.edges) | set(gb.edges), key=repr):
-        side = "both" if ga.has_edge(u, v) and gb.has_edge(u, v) else ("a" if ga.has_edge(u, v) else "b")
-        ops = sorted(set((ga.edges[u, v]["ops"] if ga.has_edge(u, v) else [])
-                         + (gb.edges[u, v]["ops"] if gb.has_edge(u, v) else [])))
-        g.add_edge(u, v, side=side, ops=ops)
-    return g
+    return overlay(fold(a, key), fold(b, key))
 
 
 # --- clustering folds by level --------------------------------------------------------------

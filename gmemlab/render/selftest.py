@@ -446,20 +446,9 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     if vm == "cca":
         out.append("#define TRACE_REALM 1")
     out.append(_HELPERS)
-    if "attributes" in uses:
-        out.append(_ATTRIBUTES)
-    if "pin" in uses:
-        out.append(_PINS)
-    if "snp" in uses:
-        out.append(_SNP)
-    if "tdx" in uses:
-        out.append(_TDX)
-    if "cca" in uses:
-        out.append(_CCA)
-    if "vcpu" in uses:
-        out.append(_VCPU)
-    if "hypercall" in uses:
-        out.append(_HYPERCALL)
+    parts = (("attributes", _ATTRIBUTES), ("pin", _PINS), ("snp", _SNP), ("tdx", _TDX), ("cca", _CCA),
+             ("vcpu", _VCPU), ("hypercall", _HYPERCALL))
+    out += [text for part, text in parts if part in uses]      # only the helpers the trace uses
     out.append(f"static void test_{name}(void)")
     out.append("{")
     decls = ["\tint r;", "\tuint8_t val = 0;"]
