@@ -376,14 +376,20 @@ def test_map_gpa_range_builds(tmp_path):
     build(c, tmp_path, "map")
 
 
+def _traces(folder: str):
+    """(name, path, header, events) of every trace in data/traces/FOLDER, by name."""
+    where = os.path.join(ROOT, "data", "traces", folder)
+    for name in sorted(os.listdir(where)):
+        path = os.path.join(where, name)
+        with open(path, encoding="utf-8") as f:
+            header, events = loads(f.read(), path)
+        yield name, path, header, events
+
+
 def test_launch_traces_render_up_to_their_guest_events():
     """The hand-written launch traces: everything up to the first guest event is
     expressed; a guest access on snp/tdx is refused naming its line."""
-    launch = os.path.join(ROOT, "data", "traces", "launch")
-    for name in sorted(os.listdir(launch)):
-        path = os.path.join(launch, name)
-        with open(path, encoding="utf-8") as f:
-            header, events = loads(f.read(), path)
+    for name, path, header, events in _traces("launch"):
         guest = [ev for ev in events if ev["op"] in NOT_ON_CVM]
         try:
             render(header, events, path)
@@ -397,12 +403,8 @@ def test_cca_traces_render_up_to_their_activation():
     """The hand-written cca traces: everything before the first finalize (the Realm's
     activation at its first KVM_RUN) or guest event is expressed, and that event is
     refused naming its line; a trace without one renders (a Realm program)."""
-    cca = os.path.join(ROOT, "data", "traces", "cca")
     rendered = 0
-    for name in sorted(os.listdir(cca)):
-        path = os.path.join(cca, name)
-        with open(path, encoding="utf-8") as f:
-            header, events = loads(f.read(), path)
+    for name, path, header, events in _traces("cca"):
         refused = [ev for ev in events if ev["op"] in NOT_ON_CCA]
         try:
             c = render(header, events, path)

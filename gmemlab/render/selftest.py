@@ -195,6 +195,14 @@ def _want_ret(ev, path: str, line: int) -> str:
     return f"-{ret}"
 
 
+def _value_assert(value) -> str:
+    """The check of a byte a read saw (host or guest): null means not the plaintext,
+    which no single byte can be asserted against."""
+    if value is None:
+        return "\t/* expect value null (not the plaintext): not asserted */"
+    return f"\tTEST_ASSERT_EQ(val, {value:#04x});"
+
+
 def _access_want(ev, path: str, line: int) -> str | None:
     """The exit a guest access must end with (KVM_EXIT_HLT: it completed), or None."""
     exp = ev["expect"]
@@ -342,10 +350,7 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
             elif exp.get("ok"):
                 body.append("\tassert_access(r, 0);")
             if not write and "value" in exp:
-                if exp["value"] is None:
-                    body.append("\t/* expect value null (not the plaintext): not asserted */")
-                else:
-                    body.append(f"\tTEST_ASSERT_EQ(val, {exp['value']:#04x});")
+                body.append(_value_assert(exp["value"]))
         elif op == "populate":
             uses.add(vm)
             off, size = ev["offset"], ev["size"]
@@ -401,10 +406,7 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
             if access:
                 body.append(f"\tassert_exit(r, {access});")
             if not write and "value" in exp:
-                if exp["value"] is None:
-                    body.append("\t/* expect value null (not the plaintext): not asserted */")
-                else:
-                    body.append(f"\tTEST_ASSERT_EQ(val, {exp['value']:#04x});")
+                body.append(_value_assert(exp["value"]))
         elif op == "map_gpa_range":
             uses.update(("vcpu", "hypercall", "attributes"))
             if largest_gmem > GUEST_CODE_GPA:
