@@ -55,8 +55,9 @@ test: system-deps $(STAMP) git-hooks
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The benchmarks (benchmarks/run.py): explorer, symmetry, reference engine, replay,
-# interactivity, notebooks, and SPIN on the same semantics (benchmarks/peers/; the Debian
-# package spin is installed with apt-get when run as root). A table on stderr, the JSON
+# interactivity, notebooks, and SPIN on the same semantics at 4 and 5 pages (benchmarks/peers/;
+# the Debian package spin is installed with apt-get when run as root; fails only if SPIN's
+# counts differ from gmemlab's, see docs/benchmarks.md). A table on stderr, the JSON
 # figures on stdout and in $(BENCH_OUT). `make bench BENCH_ARGS=--quick` for a smoke run.
 BENCH_OUT  ?= reports/bench.json
 BENCH_ARGS ?=

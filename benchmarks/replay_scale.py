@@ -2,9 +2,10 @@
 
 Makes a guest-boot trace (default 16M pages = 64 GiB, 1,000,000 events) in a temporary
 folder, then, in a child process (so that making the trace does not count in its peak
-RSS), reads it line by line with the strict reader and replays it on runs with every
-invariant judged (gmemlab.traces.replay.replay_ranges: what check-trace does for a large
-file). For scale, it also times bare json.loads over the same lines. Prints one JSON
+RSS), reads it line by line with the trace reader (gmemlab.traces.format: the typed
+msgspec decoder, the strict path where it cannot vouch for a line) and replays it on
+runs with every invariant judged (gmemlab.traces.replay.replay_ranges: what check-trace
+does for a large file). For scale, it also times bare json.loads over the same lines. Prints one JSON
 object:
 
     {"events": n, "seconds": s, "events_per_s": r, "json_loads_events_per_s": r0,

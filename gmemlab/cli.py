@@ -199,8 +199,41 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
                    help="refuse (exit 2) an exploration estimated beyond N states, and stop one that "
                         "reaches N: what it found so far is reported, marked incomplete")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="stop an exploration whose state store outgrows SIZE (bytes, or with K, M, G: "
+                        "4G): what it found so far is reported, marked incomplete, as at --max-states")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _knob_options(p)
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A size: bytes, or a number with K, M, G or T (KiB, MiB, ... accepted too)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        value = float(t[:len(t) - len(unit)])
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or a number with K, M, G: 4G)")
+    return int(value * _UNITS[unit])
+
+
+def _budget(args, x) -> str:
+    """The budget an incomplete exploration stopped at, as its flag says it."""
+    if x.stopped_by == "max_memory":
+        return f"--max-memory {args.max_memory:,} bytes"
+    return f"--max-states {args.max_states:,}"
+
+
+def _scheduler_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--scheduler and its --connect-timeout (sweep and explore connect alike: gmemlab.sweep._connect)."""
+    p.add_argument("--scheduler", metavar="ADDRESS", help=what)
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --scheduler: one deadline for connecting and the handshake (exit 2 past it)")
 
 
 def _bounds(args):
@@ -222,17 +255,22 @@ def cmd_explore(args) -> int:
     cfg = Config(proposal=args.proposal, platform=args.platform, series=args.series, **_knobs(args))
     bounds = _bounds(args)
     _check_estimate(args, [args.proposal])
+    cluster = {}
+    if args.scheduler:   # the same exploration, its state table held by the cluster's workers
+        from gmemlab.explore.partitioned import explore_partitioned as explore
+        cluster = {"scheduler": args.scheduler, "connect_timeout": args.connect_timeout}
     result = explore(cfg, bounds, symmetry=not args.no_symmetry,
                      progress=not args.json and sys.stderr.isatty(), engine=args.engine,
-                     max_states=args.max_states)
+                     max_states=args.max_states, max_memory=args.max_memory, **cluster)
     _emit(_json_text(result.to_json()) if args.json else explore_text(result))
     broken = not all(result.holds(n) for n in INVARIANT_NAMES)
     if args.timings:
         print(f"gmemlab explore: {result.seconds:.3f} s", file=sys.stderr)
     if result.incomplete:
         print(f"gmemlab explore: incomplete: {len(result.states):,} states explored, stopped at "
-              f"--max-states {args.max_states:,}; " + ("the broken invariants reported are real"
-              if broken else "nothing concluded: raise --max-states or use fewer pages"), file=sys.stderr)
+              f"{_budget(args, result)}; " + ("the broken invariants reported are real"
+              if broken else f"nothing concluded: raise {_budget(args, result).split()[0]} or use fewer pages"),
+              file=sys.stderr)
         return EXIT_FAIL if broken else EXIT_INPUT
     # 1: an invariant breaks (the counterexample is in the output), as check-trace does
     return EXIT_FAIL if broken else EXIT_OK
@@ -252,7 +290,7 @@ def cmd_query(args) -> int:
     bounds = _bounds(args)
     _check_estimate(args, [args.proposal])
     x = explore(cfg, bounds, symmetry=not args.no_symmetry, progress=not args.json and sys.stderr.isatty(),
-                engine=args.engine, max_states=args.max_states)
+                engine=args.engine, max_states=args.max_states, max_memory=args.max_memory)
     ask = {"ends_with": args.ends_with, "through": args.through}
     if args.differ_from is not None:
         cx = differing_counterexample(x, args.differ_from, args.invariant, **ask)
@@ -269,8 +307,8 @@ def cmd_query(args) -> int:
             lines += [f"  {k}. {len(cx)} steps", steps_text(cx, "      ")]
         _emit("\n".join(lines + ([] if found else ["  none"])) + "\n")
     if x.incomplete:
-        print(f"gmemlab query: incomplete: {len(x.states):,} states explored, stopped at --max-states "
-              f"{args.max_states:,}; the answers are among those states only", file=sys.stderr)
+        print(f"gmemlab query: incomplete: {len(x.states):,} states explored, stopped at "
+              f"{_budget(args, x)}; the answers are among those states only", file=sys.stderr)
     # 1: a counterexample answers (a finding, as explore), 0: none does
     return EXIT_FAIL if found else EXIT_OK
 
@@ -301,14 +339,16 @@ def cmd_compare(args) -> int:
     table = compare(args.platform, args.series, bounds, knobs=_knobs(args),
                     symmetry=not args.no_symmetry,
                     progress=not args.json and sys.stderr.isatty(),
-                    proposals=vocab.proposal_names(), engine=args.engine, max_states=args.max_states)
+                    proposals=vocab.proposal_names(), engine=args.engine, max_states=args.max_states,
+                    max_memory=args.max_memory)
     if args.timings:
         for c in table.columns:
             print(f"gmemlab compare: {c.proposal}: {c.exploration.seconds:.3f} s", file=sys.stderr)
     short = [c.proposal for c in table.columns if c.exploration.incomplete]
     if short:
-        raise UsageError(f"incomplete: {', '.join(short)} reached --max-states {args.max_states:,}; "
-                         "raise --max-states or use fewer pages")
+        x = next(c.exploration for c in table.columns if c.exploration.incomplete)
+        raise UsageError(f"incomplete: {', '.join(short)} reached {_budget(args, x)}; "
+                         f"raise {_budget(args, x).split()[0]} or use fewer pages")
     _emit(_json_text(table.to_json()) if args.json else compare_text(table))
     return EXIT_OK
 
@@ -356,11 +396,12 @@ def cmd_reply(args) -> int:
     bounds = _bounds(args)
     _check_estimate(args, vocab.proposal_names())
     table = compare(args.platform, args.series, bounds, knobs=_knobs(args), proposals=vocab.proposal_names(),
-                    engine=args.engine, max_states=args.max_states)
+                    engine=args.engine, max_states=args.max_states, max_memory=args.max_memory)
     short = [c.proposal for c in table.columns if c.exploration.incomplete]
     if short:
-        raise UsageError(f"incomplete: {', '.join(short)} reached --max-states {args.max_states:,}; "
-                         "raise --max-states or use fewer pages")
+        x = next(c.exploration for c in table.columns if c.exploration.incomplete)
+        raise UsageError(f"incomplete: {', '.join(short)} reached {_budget(args, x)}; "
+                         f"raise {_budget(args, x).split()[0]} or use fewer pages")
     if args.in_reply_to is not None:
         mid = args.in_reply_to.strip().strip("<>")
         if not mid or "@" not in mid or any(c.isspace() or c in "<>" for c in mid):
@@ -480,9 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "counterexample is printed), 2 on bad input.",
         epilog=_epilog("gmemlab explore --proposal userspace-converts --platform tdx --pages 1",
                        "gmemlab explore --huge-folios --json",
-                       "gmemlab explore --variants my_variants.py --proposal populate-converts-ebusy"))
+                       "gmemlab explore --variants my_variants.py --proposal populate-converts-ebusy",
+                       "gmemlab explore --pages 4 --scheduler tcp://127.0.0.1:8786 --json"))
     _proposal_option(e)
     _explore_options(e)
+    _scheduler_options(e, "hold the state table on the workers of this Dask distributed scheduler, "
+                          "partitioned by key (tcp://HOST:PORT; needs gmemlab[sweep]); the same output")
     e.set_defaults(func=cmd_explore)
 
     from gmemlab.model.events import FIELDS as OPS   # the trace's ops (the parser imports no numpy)
@@ -561,10 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma list of knob sets; '+' joins knobs in one set, 'none' is no knob; names: "
                          + ", ".join(vocab.KNOBS))
     sw.add_argument("--workers", type=int, help="process pool size (default: one per core; 1 runs in-process)")
-    sw.add_argument("--scheduler", metavar="ADDRESS",
-                    help="run on this Dask distributed scheduler (tcp://HOST:PORT; needs gmemlab[sweep])")
-    sw.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                    help="with --scheduler: one deadline for connecting and the handshake (exit 2 past it)")
+    _scheduler_options(sw, "run on this Dask distributed scheduler (tcp://HOST:PORT; needs gmemlab[sweep])")
     sw.add_argument("--yes", action="store_true",
                     help="run a matrix estimated over the budget (300 s of wall clock) without asking")
     sw.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -606,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--engine", default="auto", choices=vocab.ENGINES, help="the explorer's engine")
     rp.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
                     help="refuse (exit 2) an exploration estimated beyond N states")
+    rp.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                    help="refuse (exit 2) an exploration whose state store outgrows SIZE (4G)")
     rp.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of stdout")
     _knob_options(rp)
     rp.set_defaults(func=cmd_reply, no_symmetry=False, processes=1, no_direct_map=False,

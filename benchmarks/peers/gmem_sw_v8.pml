@@ -57,8 +57,21 @@
  * compiled with -DNOREDUCE anyway so that nothing but the state vector decides, and
  * -DSAFETY (no cycle detection: only reachable states are counted).
  *
- * Run it: python3 benchmarks/peers/run_spin.py [--pages 3]   (or by hand:
- *   spin -o2 -a gmem_sw_v8.pml && gcc -O2 -DSAFETY -DNOREDUCE -o pan pan.c && ./pan)
+ * Any number of pages: the per-page options (one PAGE(k) line for each k in
+ * 0 .. NPAGES-1) are not written here but #included from gmem_sw_v8_pages.pml, a file
+ * of those lines that run_spin.py writes next to its copy of this model for the page
+ * count asked for (the C preprocessor cannot loop, and a fixed list of "#if NPAGES > k"
+ * lines silently explores a smaller model past its last line). That file also stops
+ * the preprocessor (#error) when it was written for another NPAGES. The page count is
+ * bounded by "hidden byte i" (a loop over the pages ends at i == NPAGES, so at most 255
+ * pages) and, for the comparison, by gmemlab's own limit gmemlab.model.vocab.MAX_PAGES;
+ * run_spin.py refuses a count outside 1 .. that limit. At one page there is no
+ * whole-file action (gmemlab adds them only from two pages on).
+ *
+ * Run it: python3 benchmarks/peers/run_spin.py [--pages 3]   (or by hand, N pages:
+ *   N=3; printf 'PAGE(%d)\n' $(seq 0 $((N-1))) > gmem_sw_v8_pages.pml
+ *   spin -o2 -DNPAGES=$N -a gmem_sw_v8.pml && gcc -O2 -DSAFETY -DNOREDUCE -o pan pan.c && ./pan -m1000000
+ *   and raise -m if pan says "max search depth too small": at 5 pages it needs -m4000000)
  */
 
 #ifndef NPAGES
@@ -151,7 +164,8 @@ inline check() {
 }
 
 /* One option per action and page: the page index is a literal, so no index variable
-   is left in the state. Two pages by default; -DNPAGES=3 adds the PAGE(2) line. */
+   is left in the state. The PAGE(0) .. PAGE(NPAGES-1) lines come from
+   gmem_sw_v8_pages.pml (see the header). */
 #define PAGE(k) \
     :: d_step { created; to_private(k, k); check() } \
     :: d_step { created; to_shared(k, k); check() } \
@@ -169,14 +183,13 @@ init {
     :: d_step { !created; created = 1; init_shared = 1 }
     :: d_step { !created; created = 1; init_shared = 0;
                 for (i : 0 .. NPAGES - 1) { pg[i].private = 1 }; i = 0 }
+#if NPAGES > 1
     /* the whole file (gmemlab adds these when there is more than one page) */
     :: d_step { created; to_private(0, NPAGES - 1); check() }
     :: d_step { created; to_shared(0, NPAGES - 1); check() }
     :: d_step { created; for (i : 0 .. NPAGES - 1) { punch(i) }; i = 0; check() }
-    PAGE(0)
-    PAGE(1)
-#if NPAGES > 2
-    PAGE(2)
 #endif
+    /* PAGE(0) .. PAGE(NPAGES - 1), written by run_spin.py for the page count asked for */
+#include "gmem_sw_v8_pages.pml"
     od
 }

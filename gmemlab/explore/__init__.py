@@ -25,16 +25,18 @@ __all__ = ["explore", "Bounds", "Spec", "Exploration", "Discovery", "canonical",
 
 
 def explore(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool = True, progress=False,
-            max_states: int = 5_000_000, engine: str = "auto") -> Exploration:
+            max_states: int = 5_000_000, engine: str = "auto", max_memory: int | None = None) -> Exploration:
     """Explore every reachable state of the spec (cfg, bounds); decide every property.
     progress: a line on stderr (True), or a callable ``progress(states, frontier, depth,
-    done)`` called after every batch and at the end (gmemlab.explore.search.Progress)."""
+    done)`` called after every batch and at the end (gmemlab.explore.search.Progress).
+    max_states, max_memory (bytes of the state store): budgets; past one the search ends
+    cleanly with what it found (``incomplete``; ``stopped_by`` names the budget)."""
     from gmemlab.explore.search import search
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     spec = Spec(cfg, bounds, symmetry=symmetry)
     return search(spec, engine="fast" if engine == "auto" else engine, progress=progress,
-                  max_states=max_states)
+                  max_states=max_states, max_memory=max_memory)
 
 
 # The counterexample queries read an Exploration; imported last, as they import its module.

@@ -147,7 +147,8 @@ class Comparison:
 
 def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds(),
             knobs: dict | None = None, symmetry: bool = True, progress: bool = False,
-            proposals: tuple = PROPOSALS, engine: str = "auto", max_states: int = 5_000_000) -> Comparison:
+            proposals: tuple = PROPOSALS, engine: str = "auto", max_states: int = 5_000_000,
+            max_memory: int | None = None) -> Comparison:
     """Explore each proposal on the same configuration.
 
     >>> t = compare("snp", "v8", Bounds(pages=1))
@@ -158,12 +159,13 @@ def compare(platform: str = "snp", series: str = "v8", bounds: Bounds = Bounds()
     table = Comparison(platform, series, bounds, knobs)
     for name in proposals:
         cfg = Config(proposal=name, platform=platform, series=series, **knobs)
-        x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine, max_states=max_states)
+        x = explore(cfg, bounds, symmetry=symmetry, progress=progress, engine=engine, max_states=max_states,
+                    max_memory=max_memory)
         n, path = calls_to_launch(x)
         # Error information needs two pages (partial progress) and grows with the state
         # space, not with what it finds: past two pages it is read from two.
         small = x if bounds.pages <= 2 else explore(cfg, replace(bounds, pages=2), symmetry=symmetry,
-                                                    engine=engine, max_states=max_states)
+                                                    engine=engine, max_states=max_states, max_memory=max_memory)
         table.columns.append(Column(name, x, n, path, error_channels(x), vmm_recovers(cfg, bounds),
                                     error_information(small)))
     return table

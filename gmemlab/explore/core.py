@@ -3,7 +3,7 @@
 The search driver (gmemlab.explore.search) fills an Exploration; everything else
 (compare, graphs, the CLI, the workbook) reads it. States are stored as a context id and
 a row of page ids (gmemlab.explore.engines.Codec) and decoded into VmStates only when
-read; edges are int32 arrays in (source, action) order.
+read; edges are recomputed by the engine when first read (int32 arrays in (source, action) order).
 """
 
 from __future__ import annotations
@@ -43,24 +43,42 @@ class Discovery:
 
 
 class States:
-    """The explored states, decoded from (context, page ids) rows on access."""
+    """The explored states: one int64 key each (gmemlab.explore.search.KeyLayout: a
+    context id and a row of page ids), decoded into VmStates only when read."""
 
-    def __init__(self, codec, rows: np.ndarray, cids: np.ndarray):
-        self.codec, self.rows, self.cids = codec, rows, cids
+    def __init__(self, codec, layout, keys: np.ndarray):
+        self.codec, self.layout, self.keys = codec, layout, keys
+        self._decoded = None
 
     def __len__(self) -> int:
-        return len(self.cids)
+        return len(self.keys)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self)
-        return self.codec.state(int(self.cids[i]), self.rows[i].tolist())
+        rows, cids = self.layout.decode(self.keys[i:i + 1])
+        return self.codec.state(int(cids[0]), rows[0].tolist())
 
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
+
+    def _decode(self):
+        if self._decoded is None:
+            self._decoded = self.layout.decode(self.keys)
+        return self._decoded
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(states, pages) page ids (decoded on first use, then kept)."""
+        return self._decode()[0]
+
+    @property
+    def cids(self) -> np.ndarray:
+        """Each state's context id."""
+        return self._decode()[1]
 
 
 class Parents:
@@ -83,20 +101,45 @@ class Parents:
 
 @dataclass
 class Exploration:
+    """What a search found. Edges are not kept by the search (they would be most of its
+    memory): ``src``, ``dst``, ``act`` recompute them with the engine on first use."""
+
     spec: Spec
     engine: str = "fast"                                  # the engine that answered successors
     states: States | list = field(default_factory=list)   # state id -> VmState (canonical if symmetric)
     parent: Parents | list = field(default_factory=list)
-    depth: array = field(default_factory=lambda: array("i"))
-    src: array = field(default_factory=lambda: array("i"))
-    dst: array = field(default_factory=lambda: array("i"))
-    act: array = field(default_factory=lambda: array("i"))
     violations: dict = field(default_factory=dict)        # always name -> Discovery
     witnesses: dict = field(default_factory=dict)         # sometimes name -> Discovery
     stuck: int | None = None                              # first state that cannot reach the goal
     seconds: float = 0.0
-    incomplete: bool = False                              # stopped at max_states: only what was found counts
-    backend: object = None                                # the engine object (outcomes on request)
+    incomplete: bool = False                              # stopped at a budget: only what was found counts
+    stopped_by: str | None = None                         # which: "max_states" or "max_memory"
+    backend: object = None                                # the engine object (outcomes, edges on request)
+    ntransitions: int = 0                                 # transitions within the boundary
+    depth_max: int = 0                                    # the deepest breadth-first level
+    expanded: int = 0                                     # states whose successors were computed
+    store_bytes: int = 0                                  # the search's state store at its end
+    _edges: tuple | None = field(default=None, repr=False)
+
+    def _edge_arrays(self) -> tuple:
+        if self._edges is None:
+            from gmemlab.explore.search import edges
+            self._edges = edges(self)
+        return self._edges
+
+    @property
+    def src(self) -> array:
+        """Each transition's source state id, in (source, action) order."""
+        return self._edge_arrays()[0]
+
+    @property
+    def dst(self) -> array:
+        return self._edge_arrays()[1]
+
+    @property
+    def act(self) -> array:
+        """Each transition's action (an index into ``actions``)."""
+        return self._edge_arrays()[2]
 
     # The Spec's parts, under the names the readers use.
     @property
@@ -121,11 +164,11 @@ class Exploration:
 
     @property
     def transitions(self) -> int:
-        return len(self.src)
+        return self.ntransitions
 
     @property
     def max_depth(self) -> int:
-        return max(self.depth) if len(self.depth) else 0
+        return self.depth_max
 
     def outcome(self, sid: int, action: int) -> dict:
         """The model's outcome of an action in a stored state (recomputed, not stored)."""
@@ -204,27 +247,28 @@ class Exploration:
                            "pages": self.bounds.pages, "symmetry": self.symmetry, "knobs": cfg.knobs}}
 
 
-def first_stuck(outdeg: np.ndarray, dst: np.ndarray, good: np.ndarray) -> int | None:
+def first_stuck(ids: np.ndarray, counts: np.ndarray, dst: np.ndarray, good: np.ndarray) -> int | None:
     """The first state from which no path reaches a goal state (good: the goal states).
 
-    The search emits edges sorted by source, so the out-edges of each state are one
-    slice (outdeg: their count). Blocks of states are visited from the last found to
-    the first (deeper states are usually nearer the goal), each block's states that are
-    not yet known good look at their successors, until a whole sweep learns nothing.
+    Only the states that are not goal states need their ways out: ``ids`` (ascending),
+    each one's number of successors ``counts`` and the successors ``dst`` (one slice per
+    state, in order; self loops may be left out). Blocks of them are visited from the
+    last found to the first (deeper states are usually nearer the goal), each block's
+    states not yet known good look at their successors, until a whole sweep learns
+    nothing.
     """
-    nstates = len(outdeg)
     if good.all():
         return None
-    ptr = np.zeros(nstates + 1, np.int64)
-    np.cumsum(outdeg, out=ptr[1:])
+    ptr = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
     block = 1 << 16
     changed = True
     while changed:
         changed = False
-        for hi in range(nstates, 0, -block):
+        for hi in range(len(ids), 0, -block):
             lo = max(0, hi - block)
             while True:
-                todo = lo + np.flatnonzero(~good[lo:hi])
+                todo = lo + np.flatnonzero(~good[ids[lo:hi]])
                 lens = ptr[todo + 1] - ptr[todo]
                 total = int(lens.sum())
                 if total == 0:
@@ -237,7 +281,7 @@ def first_stuck(outdeg: np.ndarray, dst: np.ndarray, good: np.ndarray) -> int | 
                 anyhit[nz] = np.logical_or.reduceat(hit, (ends - lens)[nz])
                 if not anyhit.any():
                     break
-                good[todo[anyhit]] = True
+                good[ids[todo[anyhit]]] = True
                 changed = True
     bad = np.flatnonzero(~good)
     return int(bad[0]) if bad.size else None

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gmemlab.explore import compiled
 from gmemlab.explore.core import canonical
 from gmemlab.invariants import Transition
 from gmemlab.model import step as M
@@ -241,6 +242,22 @@ class Engine:
         return Expansion(np.concatenate(flats), np.concatenate(rows), np.concatenate(cids),
                          invalid, out["tfirst"])
 
+    def successor_keys(self, keys: np.ndarray, lay, want: int, symmetric: bool):
+        """What the search driver asks: (the successor key of every transition of the
+        batch in (state, action) order, -1 where it stays in its state or leaves the
+        boundary; the transitions past the boundary as an (F, A) mask, or None; tfirst as
+        in Expansion). keys: the batch's states (gmemlab.explore.search.KeyLayout)."""
+        R, C = lay.decode(keys)
+        ex = self.expand(R, C, want, symmetric)
+        return self._dense(ex, lay, len(keys)), ex.invalid, ex.tfirst
+
+    def _dense(self, ex: Expansion, lay, F: int) -> np.ndarray:
+        lay.check(self.codec)
+        dense = np.full(F * len(self.spec.actions), -1, np.int64)
+        if len(ex.flat):
+            dense[ex.flat] = lay.encode(ex.rows, ex.cids)
+        return dense
+
     def outcome_ids(self, a: int, R: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(outcome id of action a in each state, kept within the boundary)."""
         ev, codec = self.spec.actions[a], self.codec
@@ -325,6 +342,7 @@ class FastEngine(Engine):
         self.phase: dict[tuple[int, int], list] = {}      # (event, phase) -> [VAL, EFF] arrays
         self.errnos: list[str] = []
         self.part_bits: dict[tuple, int] = {}
+        self._parts: dict[tuple, tuple] = {}     # (event, want) -> (radix, sorted part keys, bits)
         # state properties per (context, page) and per context alone
         self.SP = np.full((C, P), -1, np.int64)
         self.SV = np.full(C, -1, np.int64)
@@ -568,20 +586,103 @@ class FastEngine(Engine):
             effp[g] = eg
         return post, oid, effp
 
+    def _plan_compiled(self, a: int, keys, R, C, want: int, symmetric: bool, lay, dense, invalid, tf) -> None:
+        """Range action a over the batch in one compiled pass (compiled.plan_pass) over
+        the plans' phase tables; a phase value not known yet is filled by _run_plan
+        (from the model) and the pass run again. Writes into dense, invalid, tf."""
+        codec, n, A = self.codec, self.n, len(self.events)
+        Ccap = codec.ccap
+        lo, hi = np.full(Ccap, -1, np.int64), np.zeros(Ccap, np.int64)
+        imm, done = np.zeros(Ccap, np.int32), np.zeros(Ccap, np.int32)
+        kinds_of: dict[int, list[int]] = {}
+        for cid in np.unique(C).tolist():
+            plan = self._plan(a, cid)
+            if not isinstance(plan, M.Plan):
+                imm[cid] = plan
+                continue
+            if plan.span.step != 1:
+                raise NotLocal("a plan over a span with gaps")
+            lo[cid], hi[cid] = plan.span.start, plan.span.stop
+            done[cid] = codec.intern_outcome(plan.outcome)
+            kinds_of[cid] = [compiled.SKIP if isinstance(ph, M.Skip) else
+                             compiled.STOP if isinstance(ph, M.Stop) else compiled.EACH for ph in plan.phases]
+        K = max((len(k) for k in kinds_of.values()), default=0)
+        kinds = np.full((Ccap, max(K, 1)), -1, np.int64)
+        for cid, ks in kinds_of.items():
+            kinds[cid, :len(ks)] = ks
+        F = len(keys)
+        post, code, effp = np.empty((F, n), np.int64), np.empty(F, np.int64), np.empty((F, n), np.int64)
+        okey, valid = np.empty(F, np.int64), np.zeros(F, bool)
+        while True:
+            P = codec.pcap
+            for k in range(K):
+                if (a, k) not in self.phase:
+                    self.phase[a, k] = [np.full((codec.ccap, P), -1, np.int32), np.zeros((codec.ccap, P), np.int64)]
+            VAL = np.stack([self.phase[a, k][0][:Ccap, :P] for k in range(K)]) if K else np.full((1, Ccap, P), -1, np.int32)
+            EFF = np.stack([self.phase[a, k][1][:Ccap, :P] for k in range(K)]) if K else np.zeros((1, Ccap, P), np.int64)
+            miss = np.zeros(F, bool)
+            lay.check(codec)
+            pinok, rank = self._pinok(), codec.ranks()[0].astype(np.int64)
+            compiled.over_rows(F, lambda f0, f1, j: compiled.plan_pass(
+                f0, f1, keys, lay.shift, lay.pmask, lay.cshift, lo, hi, kinds, VAL, EFF, pinok, rank, symmetric,
+                post, code, effp, okey, valid, miss))
+            if not miss.any():
+                break
+            self._run_plan(a, R[miss], C[miss])      # fills the phase tables from the model
+        oid = np.where(code == -2, imm[C], done[C]).astype(np.int32)
+        stops = np.flatnonzero(code >= 0)
+        if stops.size:
+            u, inv = np.unique(code[stops], return_inverse=True)
+            oid[stops] = np.array([codec.intern_outcome({"ret": self.errnos[c // n - 1], "error_offset": (c % n) * self.ps})
+                                   for c in u.tolist()], np.int32)[inv]
+        invalid.reshape(F, A)[:, a] = ~valid
+        if want:
+            radix = self._part_radix()
+            known = self._parts.get((a, want))
+            sk, sb = (known[1], known[2]) if known is not None and known[0] == radix else (np.empty(0, np.int64),) * 2
+            tb, pm = np.empty(F, np.int64), np.zeros(F, bool)
+            oid64, rx = oid.astype(np.int64), np.array(radix, np.int64)
+            compiled.over_rows(F, lambda f0, f1, j: compiled.part_bits_pass(
+                f0, f1, keys, lay.shift, lay.pmask, lay.cshift, post, oid64, effp, valid, rx, sk, sb, tb, pm))
+            if pm.any():                              # parts not judged yet: from the model
+                tb[pm] = self._plan_bits(a, R[pm], post[pm].astype(np.int32), C[pm], oid[pm], effp[pm], want)
+            tb = np.where(valid, tb, 0) & want
+            present = int(np.bitwise_or.reduce(tb)) if F else 0
+            for b in range(present.bit_length()):
+                if present >> b & 1:
+                    t = int(np.flatnonzero((tb >> b) & 1)[0]) * A + a
+                    tf[b] = min(tf.get(b, t), t)
+        moved = np.flatnonzero(valid & (post != R).any(1))
+        dense[moved * A + a] = okey[moved]
+
+    def _part_radix(self) -> tuple:
+        """A range call's part, one int64: (context, pre, post, outcome, effects) in
+        mixed radix."""
+        codec = self.codec
+        radix = (len(codec.ctxs), len(codec.pages), len(codec.pages), len(codec.outcomes),
+                 1 << len(codec.effect_names))
+        if np.prod([float(r) for r in radix]) >= 2.0 ** 62:
+            raise NotLocal("too many values to key a range call's parts")
+        return radix
+
     def _plan_bits(self, e: int, R, post, C, oid, effp, want: int) -> np.ndarray:
         """Transition-property bits of a range event, judged page by page (see the
         module docstring): the union over the pages' parts."""
         F, n = R.shape
         codec, ev = self.codec, self.events[e]
-        # one int64 per part: (context, pre, post, outcome, effects) in mixed radix
-        radix = (len(codec.ctxs), len(codec.pages), len(codec.pages), len(codec.outcomes),
-                 1 << len(codec.effect_names))
-        if np.prod([float(r) for r in radix]) >= 2.0 ** 62:
-            raise NotLocal("too many values to key a range call's parts")
+        radix = self._part_radix()
         k = C.astype(np.int64)[:, None]
         for digits, r in ((R, radix[1]), (post, radix[2]), (oid[:, None], radix[3]), (effp, radix[4])):
             k = k * r + digits
-        u, inv = np.unique(k.ravel(), return_inverse=True)
+        k = k.ravel()
+        # the parts judged so far, as sorted keys in this radix (few: a lookup is cheap)
+        known = self._parts.get((e, want))
+        if known is not None and known[0] == radix:
+            sk, sb = known[1], known[2]
+            pos = np.minimum(np.searchsorted(sk, k), len(sk) - 1)
+            if (sk[pos] == k).all():
+                return np.bitwise_or.reduce(sb[pos].reshape(F, n), axis=1)
+        u, inv = np.unique(k, return_inverse=True)
         vals = np.empty(len(u), np.int64)
         for j, x in enumerate(u.tolist()):
             x, eff = divmod(x, radix[4])
@@ -596,11 +697,67 @@ class FastEngine(Engine):
                                ctx._replace(pages=(codec.pages[q],) * n), codec.effects_of(eff))
                 bits = self.part_bits[key] = self.judge(t, want)
             vals[j] = bits
+        if known is not None and known[0] == radix:
+            u, at = np.unique(np.concatenate([known[1], u]), return_index=True)
+            vals = np.concatenate([known[2], vals])[at]
+            inv = np.searchsorted(u, k)
+        self._parts[e, want] = (radix, u, vals)
         return np.bitwise_or.reduce(vals[inv].reshape(F, n), axis=1)
 
     # --- the batch --------------------------------------------------------------------------
 
-    def expand(self, R: np.ndarray, C: np.ndarray, want: int, symmetric: bool) -> Expansion:
+    def successor_keys(self, keys: np.ndarray, lay, want: int, symmetric: bool):
+        """The single-page actions in one compiled pass over the tables (gmemlab.explore.
+        compiled), the others as expand() does them; without numba, expand() alone."""
+        acts = [a for a in range(len(self.events)) if self.kind[a] == "page"]
+        if not compiled.AVAILABLE or not acts:
+            return super().successor_keys(keys, lay, want, symmetric)
+        A, F = len(self.events), len(keys)
+        R, C = lay.decode(keys)
+        act_a = np.array(acts, np.int64)
+        pos = np.array([self.pos[a] for a in acts], np.int64)
+        nbits = max(1, len(self.trans))
+        while True:
+            pinok = self._pinok()
+            rank = self.codec.ranks()[0].astype(np.int64)
+            lay.check(self.codec)
+            dense = np.full(F * A, -1, np.int64)
+            invalid = np.zeros(F * A, bool)
+            tfirst = np.full((compiled.CORES, nbits), F * A, np.int64)   # one row per chunk
+            miss = np.zeros(F, bool)
+            NEW, TB = self.NEW, self.TB
+            compiled.over_rows(F, lambda lo, hi, j: compiled.page_pass(
+                lo, hi, keys, A, act_a, pos, NEW, TB, pinok, want, rank, symmetric,
+                lay.shift, lay.pmask, lay.cshift, dense, invalid, tfirst[j], miss))
+            tfirst = tfirst.min(0)
+            if not miss.any():
+                break
+            try:
+                self._page_batch(acts, R[miss], C[miss], want)      # fills the tables from step()
+            except NotLocal:
+                for a in acts:
+                    self.kind[a] = "step"
+                return super().successor_keys(keys, lay, want, symmetric)
+        tf = {b: int(t) for b, t in enumerate(tfirst.tolist()) if t < F * A}
+        plans = [a for a in range(A) if self.kind[a] == "plan"]
+        for a in plans:
+            try:
+                self._plan_compiled(a, keys, R, C, want, symmetric, lay, dense, invalid, tf)
+            except NotLocal:
+                self.kind[a] = "step"
+        ex = self.expand(R, C, want, symmetric, skip=set(acts) | set(plans))
+        lay.check(self.codec)
+        if len(ex.flat):
+            dense[ex.flat] = lay.encode(ex.rows, ex.cids)
+        if ex.invalid is not None:
+            invalid |= ex.invalid.ravel()
+        for b, t in ex.tfirst.items():
+            tf[b] = min(tf.get(b, t), t)
+        return dense, invalid.reshape(F, A) if invalid.any() else None, tf
+
+    def expand(self, R: np.ndarray, C: np.ndarray, want: int, symmetric: bool,
+               skip: set = frozenset()) -> Expansion:
+        """The successors of the batch under every action but those in skip."""
         A, F, n = len(self.events), len(C), self.n
         parts: list[tuple] = []
         out = {"flat": [], "rows": [], "cids": [], "invalid": [], "tfirst": {}}
@@ -619,7 +776,7 @@ class FastEngine(Engine):
                 rows = self.codec.sort_rows(rows)
             parts.append((flat, rows, cids))
 
-        page_acts = [a for a in range(A) if self.kind[a] == "page"]
+        page_acts = [a for a in range(A) if self.kind[a] == "page" and a not in skip]
         if page_acts:
             try:
                 old, new, valid, tb = self._page_batch(page_acts, R, C, want)
@@ -653,7 +810,7 @@ class FastEngine(Engine):
                 parts.append((fs * A + acts[cols[js]], rows, C[fs]))
         for a in range(A):
             kind = self.kind[a]
-            if kind == "page":
+            if kind == "page" or a in skip:
                 continue
             try:
                 if kind == "vm":
