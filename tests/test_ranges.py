@@ -182,6 +182,35 @@ def test_runmap_assign_matches_a_list(writes):
         R.BLOCK = old
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 63), st.integers(1, 8), st.integers(0, 2), st.booleans()),
+                max_size=80))
+def test_runmap_set_page_matches_a_list(writes):
+    """RunMap.set_page (the range engine's one-page write-back) against a plain list,
+    mixed with assign(), with blocks small enough to split and shrink."""
+    import gmemlab.traces.ranges as R
+    old = R.BLOCK
+    R.BLOCK = 4
+    try:
+        vals = [Page(content=c) for c in range(3)]  # one object per value, as _canon keeps them
+        ref = [vals[0]] * 64
+        m = RunMap(64, vals[0])
+        for a, length, v, one in writes:
+            if one:
+                ref[a] = vals[v]
+                m.set_page(a, vals[v])
+            else:
+                e = min(64, a + length)
+                ref[a:e] = [vals[v]] * (e - a)
+                m.assign(a, e, [(a, vals[v])])
+            assert list(m.expand()) == ref
+            runs = list(m.runs())
+            assert all(x[2] != y[2] for x, y in zip(runs, runs[1:]))
+            assert [m.page(i) for i in range(64)] == ref
+    finally:
+        R.BLOCK = old
+
+
 def _big_trace(npages):
     h = {"format": "gmemlab-trace/1", "platform": "snp", "series": "v8", "page_size": PS}
     evs = [{"op": "create_gmem", "size": npages * PS, "flags": ("MMAP", "INIT_SHARED")},

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from gmemlab.errors import InputError
+from gmemlab.traces import typed as _typed
 from gmemlab.model.vocab import PLATFORMS, SERIES  # the one registry
 from gmemlab.model.events import (ATTRIBUTE_FLAGS, COMMON, FIELDS, GMEM_FLAGS, MAX_U64,  # noqa: F401
                                   InvalidEvent, check_int, from_json, parse_value)
@@ -39,6 +40,7 @@ FORMAT = "gmemlab-trace/1"
 # than MAX_LINE bytes", so that /dev/zero or a file with no newline cannot exhaust memory.
 MAX_LINE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 18  # bytes read at a time by _read_lines
 BOM_PROBLEM = "starts with a UTF-8 byte order mark; save without BOM"
 # "default": KVM's default VM type with guest_memfd, what gmemlab kvm-run records on.
 SOURCES = ("emulated", "recorded", "scenario")
@@ -162,42 +164,82 @@ def iter_lines(data: Any, path: str) -> Iterator[tuple[int, str]]:
             yield n, line.rstrip("\r")
         return
     for n, raw in enumerate(raws, 1):
-        if n == 1 and raw.startswith(_BOM):
-            raise InputError(path, 1, BOM_PROBLEM)
-        if len(raw) > MAX_LINE:
-            raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
-        if b"\x00" in raw:
-            raise InputError(path, n, "binary data (NUL byte): not a text file")
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(path, n, f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
-        yield n, line.rstrip("\r")
+        yield n, _text_line(raw, n, path)
+
+
+def _text_line(raw: bytes, n: int, path: str) -> str:
+    """Line n of a file, its bytes checked to be UTF-8 text (iter_lines)."""
+    if n == 1 and raw.startswith(_BOM):
+        raise InputError(path, 1, BOM_PROBLEM)
+    if len(raw) > MAX_LINE:
+        raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
+    if b"\x00" in raw:
+        raise InputError(path, n, "binary data (NUL byte): not a text file")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, n, f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+    return line.rstrip("\r")
 
 
 def _read_lines(f: Any, path: str) -> Iterator[bytes]:
     """The lines of a binary file, without their newline, none longer than MAX_LINE
     (a longer one is an InputError before it is held in memory)."""
+    # Read in blocks and split (a readline() per line costs more than parsing it); a
+    # line that has not ended within MAX_LINE bytes is refused before more is read.
     n = 0
+    rest = b""
     while True:
-        raw = f.readline(MAX_LINE + 1)
-        if not raw:
+        block = f.read(_BLOCK)
+        if not block:
+            if rest:
+                yield rest
             return
-        n += 1
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        elif len(raw) > MAX_LINE:
-            raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
-        yield raw
+        lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
+        rest = lines.pop()
+        for raw in lines:
+            n += 1
+            if len(raw) > MAX_LINE:
+                raise InputError(path, n, f"line longer than {MAX_LINE} bytes")
+            yield raw
+        if len(rest) > MAX_LINE:
+            raise InputError(path, n + 1, f"line longer than {MAX_LINE} bytes")
 
 
-def iter_events(data: Any, path: str = "<trace>") -> Iterator[Any]:
+def iter_events(data: Any, path: str = "<trace>", *, typed: bool | None = None) -> Iterator[Any]:
     """Yield the header first, then each event, streaming (for guest-scale traces).
 
-    ``data`` is the file's bytes, its text, or a binary file object.
+    ``data`` is the file's bytes, its text, or a binary file object. An event line goes
+    through the typed decoder (gmemlab.traces.typed: msgspec, validating in C) where it
+    can vouch for it, else through the strict path below, which alone words errors:
+    both give the same events and the same messages. ``typed=False`` forces the strict
+    path on every line (the tests compare the two); None uses the typed one if msgspec
+    is installed.
     """
+    fast = _typed.decode_event if typed is not False else None
+    if typed and fast is None:
+        raise RuntimeError("the typed decoder needs msgspec")
+    numbered: Iterable[tuple[int, Any]]
+    if fast is not None and not isinstance(data, str):
+        # Bytes straight to the typed decoder: it takes only ASCII lines (so UTF-8 text,
+        # and no byte order mark: that is line 1, the header) and msgspec refuses a NUL;
+        # a line it does not take is checked as iter_lines checks it, then goes strict.
+        numbered = enumerate(data.split(b"\n") if isinstance(data, bytes) else _read_lines(data, path), 1)
+        brace = b"{"
+    else:
+        numbered = iter_lines(data, path)
+        brace = "{"
+    longest = min(MAX_LINE, _typed.LONGEST)
     header = None
-    for n, line in iter_lines(data, path):
+    for n, line in numbered:
+        if fast is not None and header is not None and line[:1] == brace and len(line) <= longest:
+            try:
+                yield fast(line, n)
+                continue
+            except Exception:
+                pass  # the strict path decides, and words the error
+        if type(line) is bytes:
+            line = _text_line(line, n, path)
         s = line.strip()
         if not s or s.startswith("#"):
             continue

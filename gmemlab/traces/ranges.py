@@ -37,6 +37,14 @@ step function of gmemlab.model.step, on a small compressed VmState:
    real number of pages of the compressed pages completed; the compressed post pages
    are written back over their runs and merged with equal neighbours.
 
+The common event names one page (every access; a call on 4 KiB). Its window is that
+page alone, with no context while no whole-file rule applies, so the compressed
+transition is determined by the VM-wide fields, the page's value and the event's step
+fields: RangeEngine._apply_page keeps, per such key, what step() gave and what the
+write-back does (the new page, the change of the invariant counts), and applies a
+repeat with one lookup and an edit of at most two entries of the run map
+(RunMap.set_page). Nothing is decided there that step() did not decide.
+
 Invariants (gmemlab.invariants). The state ones are all "no page such that ...", so a
 state satisfies one exactly when the VM-wide fields alone do (no pages) and each page
 alone does: the engine keeps, per state invariant, the number of real pages that break
@@ -72,7 +80,7 @@ from typing import Iterable, Iterator
 
 from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.state import Config, Page, VmState
-from gmemlab.model.step import LOFF_MAX, step
+from gmemlab.model.step import FAIL, LOFF_MAX, step
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
 
@@ -225,6 +233,56 @@ class RunMap:
             self._mins.insert(b + 1, S[half])
             del S[half:], G[half:]
 
+    def set_page(self, p: int, page: Page, b: int | None = None, j: int | None = None) -> None:
+        """assign(p, p + 1, [(p, page)]) for a page whose runs, and the runs on either
+        side, sit inside one block: an edit of at most two list entries (the common
+        write-back of a guest-scale replay). Pages are compared by identity, so this
+        needs canonical pages (RangeEngine._canon: one object per value); assign()
+        does the rest. (b, j): where p is (_locate), if the caller knows."""
+        if b is None or j is None:
+            b, j = self._locate(p)
+        S, G = self._starts[b], self._pages[b]
+        if j == 0 or j + 1 >= len(S) or (len(S) < BLOCK // 2 and len(self._mins) > 1):
+            self.assign(p, p + 1, [(p, page)])
+            return
+        s, e, old = S[j], S[j + 1], G[j]
+        if page is old:
+            return
+        left, right = G[j - 1], G[j + 1]
+        if s == p:
+            if e == p + 1:  # the run is this page alone
+                if page is left:
+                    if page is right:
+                        del S[j:j + 2], G[j:j + 2]
+                    else:
+                        del S[j], G[j]
+                elif page is right:
+                    del S[j], G[j]
+                    S[j] = p
+                else:
+                    G[j] = page
+                return
+            if page is left:
+                S[j] = p + 1
+            else:
+                S[j:j + 1] = [p, p + 1]
+                G.insert(j, page)
+        elif e == p + 1:  # the run ends with this page
+            if page is right:
+                S[j + 1] = p
+            else:
+                S.insert(j + 1, p)
+                G.insert(j + 1, page)
+        else:  # inside the run: it splits around the page
+            S[j + 1:j + 1] = [p, p + 1]
+            G[j + 1:j + 1] = [page, old]
+        if len(S) > 2 * BLOCK:
+            half = len(S) // 2
+            self._starts[b + 1:b + 1] = [S[half:]]
+            self._pages[b + 1:b + 1] = [G[half:]]
+            self._mins.insert(b + 1, S[half])
+            del S[half:], G[half:]
+
     def expand(self) -> tuple:
         """Every page, as the page-level VmState holds them."""
         out: list[Page] = []
@@ -257,6 +315,8 @@ class RunState:
         return f"RunState({fields}, npages={self.npages}, runs={len(self.runmap)})"
 
 
+_PAGES = VmState._fields.index("pages")
+_new_tuple = tuple.__new__
 _STATE_PROPS = [p for p in ALWAYS if p.on_state is not None]
 _TRANS_PROPS = [p for p in ALWAYS if p.on_transition is not None]
 
@@ -280,7 +340,11 @@ class RangeEngine:
 
     def __init__(self, cfg: Config, state: VmState = VmState()):
         self._memo = {}
+        self._page_memo: dict = {}  # one-page events (_apply_page)
+        self._vmv = 0  # bumped whenever the VM-wide fields change (_recount)
+        self.epoch = 0  # bumped whenever a count behind state_holds() may have changed
         self.last_key = None  # the (compressed pre, event) key of the last apply(), if any
+        self.last_entry = None  # _apply_page's memo entry of the last apply(), if it was one
         self.cfg = cfg
         self.vm = state._replace(pages=())  # the VM-wide fields
         self._intern: dict[Page, Page] = {}
@@ -310,7 +374,11 @@ class RangeEngine:
     # --- bookkeeping ------------------------------------------------------------------
 
     def _shell(self, pages: tuple = ()) -> VmState:
-        return self.vm._replace(pages=pages)
+        """self.vm with these pages (what _replace does, without its generic machinery:
+        this runs once per event)."""
+        fields = list(self.vm)
+        fields[_PAGES] = pages
+        return _new_tuple(VmState, fields)
 
     def _canon(self, page: Page) -> Page:
         return self._intern.setdefault(page, page)
@@ -327,6 +395,8 @@ class RangeEngine:
         """Count, per state invariant, the pages that break it (the VM-wide context changed);
         take the census of page values while a whole-file rule can apply (see _context)."""
         self._masks: dict[Page, int] = {}
+        self._vmv += 1
+        self.epoch += 1
         shell = self._shell()
         self._base_ok = [p.on_state(self.cfg, shell) for p in _STATE_PROPS]
         self._bad = [0] * len(_STATE_PROPS)
@@ -339,6 +409,7 @@ class RangeEngine:
                 self._census[page] = self._census.get(page, 0) + e - a
 
     def _count(self, mask: int, n: int) -> None:
+        self.epoch += 1
         for i in range(len(self._bad)):
             if mask >> i & 1:
                 self._bad[i] += n
@@ -364,7 +435,14 @@ class RangeEngine:
 
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
         ps, n = self.cfg.page_size, self.map.n
-        if ev["op"] == "replace_memslot":
+        op = ev["op"]
+        if op in _ONE_PAGE_OPS and self._census is None:
+            off = ev["offset"]
+            size = ev.get("size")
+            lo = off // ps
+            if lo < n and (size is None or 0 < size <= ps - off % ps) and off <= LOFF_MAX:
+                return self._apply_page(ev, op, off, size, lo)
+        if op == "replace_memslot":
             return self._apply_expanded(ev)
         if ev["op"] == "create_gmem" or "offset" not in ev or _past_loff_t(ev):
             return self._apply_whole(ev)
@@ -423,6 +501,66 @@ class RangeEngine:
             self._vm_fields(post)
         return outcome, effects, Transition(pre, ev_c, out_c, post, effects)
 
+    def _apply_page(self, ev, op: str, off: int, size: int | None, lo: int) -> tuple[dict, frozenset, Transition]:
+        """apply() of an event whose window is the one page lo (every access, and a call
+        on one page), with no whole-file rule in force (no census): what the general
+        path computes with cs = [lo], ce = [lo + 1] and no context pages, remembered per
+        (VM-wide fields, page value, event) with its page write-back and the changes of
+        the invariant counts, so that a repeat costs a lookup and a one-page
+        RunMap.set_page. The compressed event is the event at offset off % page_size on
+        compressed page 0 (its size, when it has one, ends on that page too)."""
+        ps = self.cfg.page_size
+        m = self.map
+        b = bisect_right(m._mins, lo) - 1  # RunMap.page(lo), the block and index kept
+        j = bisect_right(m._starts[b], lo) - 1
+        page = m._pages[b][j]
+        r = off - lo * ps
+        # Pages are canonical (_canon: one object per value, kept for the engine's life),
+        # so id(page) names the value; _vmv names the VM-wide fields.
+        key = self.last_key = (self._vmv, id(page), r, size, *map(ev.get, _PAGE_KEY_FIELDS))
+        hit = self._page_memo.get(key)
+        if hit is None:
+            if len(self._page_memo) >= _MEMO_MAX:
+                self._page_memo.clear()
+            hit = self._page_memo[key] = self._page_entry(ev, r, page)
+        self.last_entry = hit
+        out_c, effects, t, new, mo, mn, vm_post, _ = hit
+        if new is not None:
+            if mo != mn:
+                self._count(mo, -1)
+                self._count(mn, 1)
+            m.set_page(lo, new, b, j)
+        if vm_post is not None:
+            self._vm_fields(vm_post)
+        if "error_offset" in out_c or "done" in out_c:
+            outcome = dict(out_c)
+            if "error_offset" in outcome:
+                k, rr = divmod(out_c["error_offset"], ps)
+                outcome["error_offset"] = (lo if k == 0 else lo + 1 if k == 1 else self.map.n + k - 1) * ps + rr
+            if "done" in outcome:
+                outcome["done"] = 1 if out_c["done"] else 0
+            return outcome, effects, t
+        return out_c, effects, t
+
+    def _page_entry(self, ev, r: int, page: Page) -> tuple:
+        """What _apply_page remembers: step() on the one-page compressed state."""
+        ev_c = dict(ev)
+        ev_c["offset"] = r
+        pre = self._shell((page,))
+        post, out_c, effects = step(self.cfg, pre, ev_c)
+        new = mo = mn = vm_post = None
+        if post is not pre:
+            if len(post.pages) != 1:
+                raise AssertionError(f"{ev['op']} touched pages outside its range")
+            if post.pages[0] != page:
+                new = self._canon(post.pages[0])
+                mo, mn = self._mask(page), self._mask(new)
+            if post._replace(pages=()) != self.vm:
+                vm_post = post
+        # The last slot is the walk's: the transition invariants this transition breaks,
+        # once judged (gmemlab.traces.walk).
+        return [out_c, effects, Transition(pre, ev_c, out_c, post, effects), new, mo, mn, vm_post, None]
+
     def _step(self, pre: VmState, ev_c: dict):
         """step() on a compressed state, remembered: guest-scale traces repeat the same
         compressed (state, event) pairs over and over (a pure function, so exact)."""
@@ -473,9 +611,9 @@ class RangeEngine:
         return out, effects, Transition(pre, ev, out, post, effects)
 
     def _vm_fields(self, post: VmState) -> None:
-        vm = post._replace(pages=())
-        if vm != self.vm:
-            self.vm = vm
+        vm = self.vm
+        if post[:_PAGES] != vm[:_PAGES] or post[_PAGES + 1:] != vm[_PAGES + 1:]:
+            self.vm = post._replace(pages=())
             self._recount()
 
     def _write_back(self, lo, hi, cs, ce, cp, new_pages) -> None:
@@ -509,5 +647,13 @@ class RangeEngine:
 # The fields that make up an event for step(); the rest (line, t, note, expect) does not
 # change what it does.
 _EVENT_FIELDS = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "process", "fail")
+assert _EVENT_FIELDS[-1] == FAIL
+# The ops that name pages by offset and touch no others (replace_memslot does: it goes
+# through _apply_expanded): the candidates of RangeEngine._apply_page.
+# What keys _apply_page's memo besides the page, the offset in it and the size: the rest
+# of _EVENT_FIELDS.
+_PAGE_KEY_FIELDS = tuple(f for f in _EVENT_FIELDS if f not in ("offset", "size"))
+_ONE_PAGE_OPS = frozenset({"set_attributes", "host_write", "host_read", "pin", "unpin", "punch_hole",
+                           "populate", "guest_read", "guest_write", "guest_accept", "map_gpa_range"})
 _MEMO_MAX = 1 << 16
 
