@@ -438,3 +438,15 @@ def test_qemu_import_is_not_quadratic_in_memslots(tmp_path):
     assert r.returncode == 0, r.stderr
     assert took < 15, took
     assert sum(1 for _ in open(tmp_path / "t.jsonl")) == 1 + 1 + 20000
+
+
+def test_a_time_no_float_holds_is_bad_input_not_an_internal_error(tmp_path):
+    """"t" with 400 digits: exit 2 naming the file and line, never "internal error"."""
+    import subprocess
+    import sys
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"format": "gmemlab-trace/1", "platform": "snp", "series": "v8", "page_size": 4096}\n'
+                 '{"op": "create_gmem", "size": 8192, "flags": ["MMAP"], "t": 1' + "0" * 400 + '}\n')
+    r = subprocess.run([sys.executable, "-m", "gmemlab", "check-trace", str(f)], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert f"{f}:2: t must be a number of seconds" in r.stderr and "Traceback" not in r.stderr

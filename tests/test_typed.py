@@ -78,6 +78,7 @@ HOSTILE_LINES = [
     '{"op": "host_read", "offset": 0, "t": Infinity}',
     '{"op": "host_read", "offset": 0, "t": 1e999}',
     '{"op": "host_read", "offset": 0, "t": true}',
+    '{"op": "host_read", "offset": 0, "t": 1' + '0' * 400 + '}',    # no float holds it
     '{"op": "host_read", "offset": 0, "t": 1' + "0" * 400 + '}',   # an int past float range
     '{"op": "host_read", "offset": 18446744073709551616}',
     '{"op": "host_read", "offset": -1}',

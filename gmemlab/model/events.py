@@ -264,8 +264,11 @@ def from_json(obj: Any, line: int | None = None) -> Event:
     ev["process"] = proc
     if "t" in obj:
         t = obj["t"]
-        if type(t) not in (int, float) or not math.isfinite(t):
-            raise InvalidEvent(f"t must be a number of seconds, got {json.dumps(t)}")
+        # An int too large for a float (400 digits) is not a time either: isfinite would
+        # raise on it, so its size is checked first.
+        if type(t) not in (int, float) or (type(t) is int and abs(t) > 2 ** 53) or not math.isfinite(t):
+            shown = json.dumps(t)
+            raise InvalidEvent(f"t must be a number of seconds, got {shown if len(shown) <= 40 else shown[:37] + '...'}")
         ev["t"] = t
     if "note" in obj:
         if not isinstance(obj["note"], str):
