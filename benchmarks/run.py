@@ -21,6 +21,10 @@ Prints a table (stderr) and one JSON object (stdout; also written with --out FIL
   thread as in a kernel): every toggle of every control at 1 and 2 pages on explored
   configurations, until the matrix is on screen (goal: each under widget_seconds), and
   on new ones until the progress bar is (goal: the same), then until the new matrix is.
+- interleave: the interleaved search (Bounds.interleave, gmemlab.model.threads) on snp
+  v8 private-first at 2 pages with 2 and 3 threads (1 page, 2 threads with --quick):
+  states/s and bytes per stored state (the store's own count over the states), each in
+  a child process, stopped at 1,000,000 states (the row says whether it completed).
 - notebooks: the notebook suite's wall time under papermill, one after the other
   (skipped with a note when papermill is not installed).
 - peers: SPIN on the same semantics (benchmarks/peers/run_spin.py, docs/benchmarks.md) at
@@ -31,8 +35,8 @@ Prints a table (stderr) and one JSON object (stdout; also written with --out FIL
   that child's RSS after a 2-page warm-up, over the states). A missed goal is printed
   with the figure measured; it does not fail the bench.
 
-Options: --quick (3 pages only, replay at 100k events, no notebooks, peers at 4 pages
-only), --skip NAME,...,
+Options: --quick (3 pages only, replay at 100k events, interleave at 1 page, no
+notebooks, peers at 4 pages only), --skip NAME,...,
 --cap N, --reference-3, --profile FILE (pyinstrument text profile of the 4-page
 exploration of private-first), --out FILE.
 """
@@ -55,7 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 from gmemlab.model.vocab import PROPOSALS  # noqa: E402  (after the path is set)
-SECTIONS = ("explorer", "symmetry", "reference", "replay", "interactivity", "notebooks", "peers")
+SECTIONS = ("explorer", "symmetry", "reference", "replay", "interactivity", "interleave", "notebooks", "peers")
 GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay_ratio": 0.4,
          "replay_peak_rss_mib": 1024, "widget_seconds": 0.2, "notebooks_seconds": 60,
          # gmemlab / SPIN (defaults) at 5 pages, and gmemlab's bytes per stored state at
@@ -98,6 +102,23 @@ def child_explore(proposal: str, pages: int, symmetry: bool, engine: str, cap: i
             transitions += orbit * d
         out["orbit_states"], out["orbit_transitions"] = states, transitions
     return out
+
+
+def child_interleave(pages: int, threads: int, cap: int) -> dict:
+    """One interleaved search, timed after a 1-page warm-up of the same mode."""
+    from gmemlab.explore import Bounds, explore
+    from gmemlab.model.state import Config
+
+    cfg = Config(proposal="private-first", platform="snp", series="v8")
+    explore(cfg, Bounds(pages=1, interleave=threads))     # warm-up
+    t0 = time.perf_counter()
+    x = explore(cfg, Bounds(pages=pages, interleave=threads), max_states=cap)
+    seconds = time.perf_counter() - t0
+    n = len(x.states)
+    return {"states": n, "transitions": x.transitions, "seconds": round(seconds, 3),
+            "states_per_s": round(n / seconds), "completed": not x.incomplete,
+            "store_bytes_per_state": round(x.store_bytes / n, 1) if n else None,
+            "broken": sorted(x.violations), "peak_rss_mib": _rss()}
 
 
 def child_interactivity(repeats: int) -> dict:
@@ -319,6 +340,19 @@ def interactivity(log) -> dict:
     return r
 
 
+def interleave(quick: bool, log) -> dict:
+    """The interleaved search at 2 pages with 2 and 3 threads (1 page, 2 threads with
+    --quick), one after the other, each stopped at 1,000,000 states."""
+    out = {}
+    for pages, threads in (((1, 2),) if quick else ((2, 2), (2, 3))):
+        r = _child("interleave", str(pages), str(threads), "1000000")
+        out[f"{pages}p/{threads}t"] = r
+        log(f"interleave {pages}p {threads} threads: {r['states']:,} states in {r['seconds']} s "
+            f"({r['states_per_s']:,}/s), {r['store_bytes_per_state']} bytes/state, "
+            f"{'completed' if r['completed'] else 'stopped at the cap'}, RSS {r['peak_rss_mib']} MiB")
+    return out
+
+
 def notebooks(log) -> dict:
     try:
         import papermill  # noqa: F401
@@ -461,6 +495,11 @@ def table(res: dict) -> str:
             f"{w['new_while_exploring_progress_bar_seconds']}", limit(w["new_while_exploring_progress_bar_seconds"]))
         row("panel back to 3p: shown at once; old worker stopped s",
             f"{w['superseded_shown_at_once']}; {w['superseded_worker_stopped_seconds']}")
+    for k, r in res.get("interleave", {}).items():
+        done = "completed" if r["completed"] else "stopped at 1M"
+        row(f"interleave private-first {k} states/s", f"{r['states_per_s']:,}",
+            f"{r['states']:,} states in {r['seconds']} s, {done}")
+        row(f"interleave private-first {k} bytes per stored state", f"{r['store_bytes_per_state']}")
     nb = res.get("notebooks", {})
     if "total_seconds" in nb:
         row("notebooks under papermill, total s", f"{nb['total_seconds']}",
@@ -511,6 +550,8 @@ def main() -> int:
         if kind == "explore":
             p, pages, sym, engine, cap = rest
             print(json.dumps(child_explore(p, int(pages), sym == "1", engine, int(cap) or None)))
+        elif kind == "interleave":
+            print(json.dumps(child_interleave(*map(int, rest))))
         elif kind == "widget":
             print(json.dumps(child_widget()))
         else:
@@ -537,6 +578,8 @@ def main() -> int:
         res["replay"] = replay(args.quick, log)
     if "interactivity" not in skip:
         res["interactivity"] = interactivity(log)
+    if "interleave" not in skip:
+        res["interleave"] = interleave(args.quick, log)
     if "notebooks" not in skip and not args.quick:
         res["notebooks"] = notebooks(log)
     if "peers" not in skip:

@@ -190,6 +190,9 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
                    help="create the guest_memfd with NO_DIRECT_MAP (another series)")
     p.add_argument("--processes", type=int, default=1,
                    help="host processes that map the file (2 adds a forked child)")
+    p.add_argument("--folio-pages", type=int, default=0, metavar="N",
+                   help="with --huge-folios: pages per huge folio (0, the default: one folio over "
+                        "the file); a 2-page folio stands for 2 MiB, or 1 GiB")
     p.add_argument("--engine", default="auto", choices=vocab.ENGINES,
                    help="the explorer's engine: reference (step() on every transition), fast (the "
                         "table engine), or auto (fast where it applies); both find the same exploration")
@@ -199,6 +202,14 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
                    help="refuse (exit 2) an exploration estimated beyond N states, and stop one that "
                         "reaches N: what it found so far is reported, marked incomplete")
+    p.add_argument("--interleave", type=int, default=0, metavar="THREADS", nargs="?", const=2,
+                   help="calls made by THREADS threads (1-3; 2 without a number: the VMM's thread and "
+                        "an I/O thread, 3 adds a vCPU), each call in steps at the kernel's lock "
+                        "boundaries, the threads' steps in every order (gmemlab.model.threads); "
+                        "symmetry is off")
+    p.add_argument("--no-reduction", action="store_true",
+                   help="with --interleave: explore every order of the threads' begins (no partial-order "
+                        "reduction; the same verdicts, more states)")
     p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                    help="stop an exploration whose state store outgrows SIZE (bytes, or with K, M, G: "
                         "4G): what it found so far is reported, marked incomplete, as at --max-states")
@@ -242,8 +253,16 @@ def _bounds(args):
         raise UsageError(f"--pages must be 1..{vocab.MAX_PAGES}, got {args.pages}")
     if not 1 <= args.processes <= 2:
         raise UsageError(f"--processes must be 1 or 2, got {args.processes}")
+    folio_pages = getattr(args, "folio_pages", 0)
+    if folio_pages < 0:
+        raise UsageError(f"--folio-pages must be 0 or more, got {folio_pages}")
+    interleave = getattr(args, "interleave", 0) or 0
+    if not 0 <= interleave <= 3:
+        raise UsageError(f"--interleave must be 1..3 threads, got {interleave}")
     return Bounds(pages=args.pages, no_direct_map=args.no_direct_map,
-                  processes=("vmm", "child")[:args.processes], ranges=args.ranges)
+                  processes=("vmm", "child")[:args.processes], ranges=args.ranges,
+                  folio_pages=folio_pages, interleave=interleave,
+                  reduce=not getattr(args, "no_reduction", False))
 
 
 def cmd_explore(args) -> int:
@@ -319,6 +338,8 @@ def _check_estimate(args, proposals) -> None:
     if args.max_states < 1:
         raise UsageError(f"--max-states must be >= 1, got {args.max_states}")
     symmetry = not args.no_symmetry and args.ranges != "all"
+    if getattr(args, "interleave", 0):
+        return    # no estimate for threads' steps: --max-states stops the search instead
     for name in proposals:
         est = estimate_states(name, args.platform, args.series, args.pages, symmetry=symmetry,
                               processes=args.processes)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gmemlab.model import step as S
+from gmemlab.model import threads
 from gmemlab.model.state import TE_NONE, TE_VALID, Config, VmState
 
 
@@ -28,6 +29,16 @@ class Transition:
     outcome: dict
     post: VmState
     effects: frozenset
+
+    @property
+    def call(self) -> dict:
+        """The call this step is part of: the event, or for a "run" of a thread the call
+        that thread has in flight (gmemlab.model.threads), which the step may end."""
+        if self.event["op"] == "run":
+            for c in self.pre.threads:
+                if c.thread == self.event.get("thread"):
+                    return c.event
+        return self.event
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,12 @@ def _private_not_host_mapped(cfg, s):
 
 
 def _private_not_pinned(cfg, s):
-    return not any(p.private and p.pins for p in s.pages)
+    """No private page holds a reference. Assumption A-speculative-ref: the reference a
+    GUP-fast call holds between taking it and reading the page table again (the call
+    drops it if the entry changed; gmemlab.model.threads) is not a pin yet: it makes the
+    conversion's refcount check fail like any other, but no caller has it."""
+    held = threads.speculative_refs(cfg, s) if s.threads else {}
+    return not any(p.private and p.pins - held.get(i, 0) > 0 for i, p in enumerate(s.pages))
 
 
 def _te_implies_kvm(cfg, s):
@@ -60,7 +76,10 @@ def _te_implies_kvm(cfg, s):
 
 
 def _host_never_touches_te_state(cfg, s):
-    return not any(p.te != TE_NONE and (p.mapped or p.pins) for p in s.pages)
+    """No TE-held page is mapped or pinned by the host (a GUP-fast call's reference before
+    its second look is no pin: assumption A-speculative-ref, _private_not_pinned)."""
+    held = threads.speculative_refs(cfg, s) if s.threads else {}
+    return not any(p.te != TE_NONE and (p.mapped or p.pins - held.get(i, 0) > 0) for i, p in enumerate(s.pages))
 
 
 def _direct_map_absent(cfg, s):
@@ -77,7 +96,7 @@ def failed_call_pages(cfg: Config, t: Transition) -> range | None:
     A call fails when it returns an errno; populate also stops short when it reports
     fewer pages done than asked. The pages it reports done may have changed.
     """
-    out, ev = t.outcome, t.event
+    out, ev = t.outcome, t.call
     if "ret" not in out or ev["op"] not in ("set_attributes", "populate", "punch_hole",
                                             "pin", "unpin", "map_gpa_range", "finalize",
                                             "create_gmem"):
@@ -117,7 +136,7 @@ def _conversion_spares_unconverted(cfg, t):
     page of a call that failed -- keeps its contents and its TE state (what the guest can
     read follows from those and the attribute); and a page's attribute only ever becomes
     the requested one."""
-    ev = t.event
+    ev = t.call
     if ev["op"] != "set_attributes" or not t.pre.created or len(t.pre.pages) != len(t.post.pages):
         return True
     want = ev["attributes"] == "private"
@@ -131,7 +150,7 @@ def _conversion_spares_unconverted(cfg, t):
 
 
 def _conversion_meets_converted_page(cfg, t):
-    ev = t.event
+    ev = t.call
     if ev["op"] != "set_attributes" or t.outcome.get("ret") != 0 or not t.pre.created:
         return False
     want = ev["attributes"] == "private"
@@ -139,7 +158,7 @@ def _conversion_meets_converted_page(cfg, t):
 
 
 def _te_page_freed(cfg, t):
-    if t.event["op"] != "punch_hole" or t.outcome.get("ret") != 0 or not t.pre.created \
+    if t.call["op"] != "punch_hole" or t.outcome.get("ret") != 0 or not t.pre.created \
             or len(t.pre.pages) != len(t.post.pages):
         return False
     return any(a.te != TE_NONE and not b.allocated for a, b in zip(t.pre.pages, t.post.pages))

@@ -27,10 +27,10 @@ from gmemlab.errors import UsageError
 from gmemlab.fsutil import atomic_write
 
 NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
-             "06_variants")
+             "06_variants", "07_races")
 # Longest first, so that two workers finish together.
-RUN_ORDER = ("02_compare", "03_counterexamples", "05_rfc_reply", "06_variants", "04_conformance",
-             "01_state_space")
+RUN_ORDER = ("02_compare", "03_counterexamples", "05_rfc_reply", "07_races", "06_variants",
+             "04_conformance", "01_state_space")
 # Notebooks whose configuration comes from each trace's header, not from the report.
 PER_TRACE = ("04_conformance",)
 TITLES = {
@@ -40,6 +40,7 @@ TITLES = {
     "04_conformance": "Trace conformance",
     "05_rfc_reply": "The reply to the list",
     "06_variants": "A proposal of your own",
+    "07_races": "Races: calls interleaved",
 }
 
 

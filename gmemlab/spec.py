@@ -54,12 +54,13 @@ populate is also tried on the whole file, as VMMs call it, and then symmetry is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from gmemlab.errors import UsageError
 from gmemlab.invariants import ALWAYS, SOMETIMES, launched_and_running
 from gmemlab.model.events import Event, event
-from gmemlab.model.state import Config, VmState
+from gmemlab.model.state import Config, VmState, folio_spans
 from gmemlab.model.step import FAIL
 from gmemlab.model.vocab import MAX_PAGES
 
@@ -76,12 +77,45 @@ class Bounds:
     max_pins: int = 1                    # extra references per page
     no_direct_map: bool = False          # also create the file with NO_DIRECT_MAP
     ranges: str = "page+file"            # or "all": every contiguous range
+    # With the huge_folios knob: pages per huge folio (Config.folio_pages; 0: one folio
+    # over the file). Spec copies a non-zero value into the Config the model reads.
+    folio_pages: int = 0
+    # Interleavings (gmemlab.model.threads): 0, every call one atomic step (the default);
+    # 1-3, the calls are made by that many threads, each call a begin and its steps
+    # (THREADS: who makes which calls), the threads' steps in every order. reduce:
+    # partial-order reduction of the begins (Spec.ample); off only to check it.
+    interleave: int = 0
+    reduce: bool = True
 
     def __post_init__(self):
         if type(self.pages) is not int or not 1 <= self.pages <= MAX_PAGES:
             raise UsageError(f"pages must be 1..{MAX_PAGES}, got {self.pages!r}")
         if self.ranges not in ("page+file", "all"):
             raise UsageError(f"ranges must be 'page+file' or 'all', got {self.ranges!r}")
+        if type(self.folio_pages) is not int or self.folio_pages < 0:
+            raise UsageError(f"folio_pages must be an integer >= 0, got {self.folio_pages!r}")
+        if type(self.interleave) is not int or not 0 <= self.interleave <= len(THREADS):
+            raise UsageError(f"interleave must be 0 (atomic calls) or 1..{len(THREADS)} threads, "
+                             f"got {self.interleave!r}")
+
+
+# Who makes which calls when calls interleave (Bounds.interleave threads): the VMM's
+# thread converts, populates, punches and finalizes; a second thread of the VMM's
+# process touches the file through its mmap and pins it with GUP-fast (an I/O thread,
+# vhost, a DMA setup); a third is a vCPU. With fewer threads the first takes the calls
+# of the missing ones, so one thread makes every call of the atomic model.
+THREADS = ("vmm", "io", "vcpu")
+_HOST_OPS = ("host_write", "host_read", "pin", "unpin", "gup_fast")
+_GUEST_OPS = ("guest_read", "guest_write", "guest_accept")
+
+
+def thread_of(op: str, threads: int) -> str:
+    """The thread making op's calls with ``threads`` threads (see THREADS)."""
+    if op in _GUEST_OPS and threads >= 3:
+        return "vcpu"
+    if op in _HOST_OPS and threads >= 2:
+        return "io"
+    return "vmm"
 
 
 def order_dependent(cfg: Config, ev: Event) -> bool:
@@ -103,12 +137,21 @@ class Spec:
     def __init__(self, config: Config, bounds: Bounds = Bounds(), symmetry: bool = True):
         no_direct_map = bounds.no_direct_map or config.no_direct_map_series
         self.config = dataclasses.replace(config, no_direct_map_series=no_direct_map)
+        if bounds.folio_pages:
+            # The huge folios' geometry is the explorer's to vary, the model's to read.
+            self.config = dataclasses.replace(self.config, folio_pages=bounds.folio_pages)
         self.bounds = dataclasses.replace(bounds, no_direct_map=no_direct_map)
         self.creates: list[Event] = self._creates()
         self.actions: list[Event] = self._actions()
         # Symmetry is off where an action walks pages in an order that matters (see the
         # class docstring, "Symmetry"): a whole-range populate.
-        self.symmetric = (symmetry and self.bounds.ranges == "page+file"
+        # Sorting pages also forgets which huge folio holds which page: only one folio
+        # over the whole file (no tail) keeps step.huge_folio_rule blind to positions.
+        spans = folio_spans(self.bounds.pages, self.config.folio_pages)
+        geometry_blind = not self.config.huge_folios or [len(x) for x in spans] in ([], [self.bounds.pages])
+        # Threads' calls name their pages (Call.event), which sorting would not move.
+        self.symmetric = (symmetry and geometry_blind and self.bounds.ranges == "page+file"
+                          and not self.bounds.interleave
                           and not any(order_dependent(self.config, a) for a in self.actions))
         self.always = [p for p in ALWAYS if not p.graph]
         self.sometimes = list(SOMETIMES)
@@ -121,6 +164,17 @@ class Spec:
     def within(self, s: VmState) -> bool:
         """The boundary: at most max_pins extra references on a page."""
         return all(p.pins <= self.bounds.max_pins for p in s.pages)
+
+    def allowed(self, s: VmState, ev: Event, post: VmState) -> bool:
+        """Whether the step s --ev--> post is explored: post within the boundary, and a
+        thread begins no call that, run from s, would leave it (its thread would wait
+        forever: only the io thread pins, so what it pins is known when it begins)."""
+        if not self.within(post):
+            return False
+        if "thread" in ev and ev["op"] != "run" and post.threads != s.threads:
+            from gmemlab.model.step import step
+            return self.within(step(self.config, s, ev.without("thread")).state)
+        return True
 
     def _creates(self) -> list[Event]:
         size = self.bounds.pages * self.config.page_size
@@ -158,7 +212,8 @@ class Spec:
                 acts.append(event("host_write", offset=i * ps, value=b.host_value, process=proc))
                 acts.append(event("host_read", offset=i * ps, process=proc))
             acts.append(event("pin", offset=i * ps, size=ps))
-            acts.append(event("unpin", offset=i * ps, size=ps))
+            if not cfg.pins_forever:      # knob: nothing drops a reference once taken
+                acts.append(event("unpin", offset=i * ps, size=ps))
         if cfg.has_te:
             # populate on each page and on the whole file (VMMs populate the whole image
             # in one call: partial progress and the huge-folio metric depend on it).
@@ -177,4 +232,45 @@ class Spec:
             for private in ((True, False) if cfg.has_te else (True,)):
                 acts.append(event("guest_read", offset=i * ps, private=private))
                 acts.append(event("guest_write", offset=i * ps, private=private, value=b.guest_value))
+        if b.interleave:
+            acts = self._threaded(acts)
         return acts
+
+    def _threaded(self, acts: list[Event]) -> list[Event]:
+        """The atomic actions as calls of the threads (THREADS), each thread's "run" after
+        them. With more than one thread, the io thread pins through GUP-fast (the slow
+        path is in its steps) rather than through a pin that is one step."""
+        n, ps = self.bounds.interleave, self.config.page_size
+        out = []
+        for a in acts:
+            if a["op"] == "pin" and n >= 2:
+                a = a.replace(op="gup_fast")
+            out.append(a.replace(thread=thread_of(a["op"], n)))
+        return out + [event("run", thread=t) for t in THREADS[:n]]
+
+    def ample(self, s: VmState) -> frozenset | None:
+        """Partial-order reduction: the actions to take in s, or None for all of them.
+
+        A begin (a call event of a thread: gmemlab.model.threads) only records the call
+        in its thread's slot: no other thread's step reads or writes that slot, so it is
+        independent of every step of the others, and no property reads the slots, so it
+        is invisible. Where a thread is idle, its begins are all it can do, so they are
+        a persistent set: the first idle thread's begins are taken, the other threads'
+        steps wait for the next state (the same steps, in an order that differs only by
+        where the begin sits). Every cycle has a step that is no begin (a call must run
+        to make its thread idle again), and those are taken only where no thread is
+        idle, with every action: so no step is put off forever. tests/test_threads.py
+        holds the reduced search to the unreduced one.
+        """
+        if not (self.bounds.interleave and self.bounds.reduce) or not s.created:
+            return None
+        busy = {c.thread for c in s.threads}
+        for t in THREADS[:self.bounds.interleave]:
+            if t not in busy:
+                return self._begins[t]
+        return None
+
+    @functools.cached_property
+    def _begins(self) -> dict:
+        return {t: frozenset(k for k, a in enumerate(self.actions) if a.get("thread") == t and a["op"] != "run")
+                for t in THREADS[:self.bounds.interleave]}

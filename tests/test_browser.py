@@ -214,7 +214,7 @@ def test_exported_page_toggles_without_a_kernel(tmp_path, browser):
 # each notebook and link to pages that open.
 
 REPORT_NOTEBOOKS = ("01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
-                    "06_variants")
+                    "06_variants", "07_races")
 
 
 @pytest.fixture(scope="module")

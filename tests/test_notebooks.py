@@ -28,7 +28,7 @@ from gmemlab.traces.replay import config_for, replay
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NBDIR = os.path.join(ROOT, "notebooks")
 NOTEBOOKS = ["01_state_space", "02_compare", "03_counterexamples", "04_conformance", "05_rfc_reply",
-             "06_variants"]
+             "06_variants", "07_races"]
 
 with open(os.path.join(ROOT, "data", "manifest", "explore.json")) as _f:
     EXPLORE = json.load(_f)
@@ -55,6 +55,8 @@ SECOND = {
     "05_rfc_reply": {"platform": "tdx", "series": "v7", "proposal": "private-first",
                      "invariant": "guest_never_sees_stale_data"},
     "06_variants": {"platform": "tdx", "series": "v7", "pages": 1, "knobs": ["allocation_failures"]},
+    "07_races": {"proposals": ["userspace-converts"], "platforms": ["snp"], "threads": 2,
+                 "knobs": ["check_before_unmap"]},
 }
 CASES = [(n, which) for n in NOTEBOOKS for which in ("defaults", "second")]
 
@@ -251,9 +253,42 @@ def check_variants(data, p, shown):
     assert f'data-proposal="{name}"' in shown and 'class="gml-variant"' in shown
 
 
+def check_races(data, p, shown):
+    """07 explores each proposal atomically, interleaved, and with each race knob on:
+    its matrix is what explore finds, and each race it reports is drawn as lanes."""
+    from gmemlab.explore import explore
+    from gmemlab.invariants import ALWAYS
+    from gmemlab.model.state import Config
+    assert (data["pages"], data["threads"], data["knobs"]) == (p["race_pages"], p["threads"], p["knobs"])
+    assert sorted(data["runs"]) == sorted(p["platforms"])
+    races = 0
+    for plat in p["platforms"]:
+        assert sorted(data["runs"][plat]) == sorted(p["proposals"])
+        for prop in p["proposals"]:
+            runs = data["runs"][plat][prop]
+            assert sorted(runs) == sorted(["atomic", "none"] + p["knobs"])
+            for setting, got in runs.items():
+                if (plat, prop) == (p["platforms"][0], p["proposals"][0]):  # the first, explored again
+                    on = {setting: True} if setting in p["knobs"] else {}
+                    x = explore(Config(proposal=prop, platform=plat, series=p["series"], **on),
+                                Bounds(pages=p["race_pages"], interleave=0 if setting == "atomic" else p["threads"]))
+                    assert got["states"] == len(x.states) and got["transitions"] == x.transitions
+                    want = {q.name: len(cx) for q in ALWAYS if (cx := x.counterexample(q.name)) is not None}
+                    assert {k: v["steps"] for k, v in got["broken"].items()} == want
+                for inv, v in got["broken"].items():
+                    atomic = inv in runs["atomic"]["broken"]
+                    assert (v["kind"] == "atomic") == atomic
+                    races += not atomic
+                    if setting != "none" and not atomic:
+                        assert v["kind"] == ("race" if inv in runs["none"]["broken"] else "knob")
+    assert shown.count('class="gml-race"') == races
+    assert shown.count('class="gml-thread-lanes"') == races
+    assert 'class="gml-races"' in shown
+
+
 CHECKS = {"01_state_space": check_state_space, "02_compare": check_compare,
           "03_counterexamples": check_counterexamples, "04_conformance": check_conformance,
-          "05_rfc_reply": check_reply, "06_variants": check_variants}
+          "05_rfc_reply": check_reply, "06_variants": check_variants, "07_races": check_races}
 
 
 # --- every knob, platform, series and proposal, and a variant -------------------------------

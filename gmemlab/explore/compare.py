@@ -14,7 +14,8 @@ import numpy as np
 from gmemlab.explore import Bounds, Exploration, explore
 from gmemlab.explore.recovery import Recovery, error_information, guessing, vmm_recovers
 from gmemlab.invariants import ALWAYS, launch_complete
-from gmemlab.model.state import Config
+from gmemlab.model.platforms import PLATFORMS
+from gmemlab.model.state import Config, folio_spans
 from gmemlab.model.vocab import PROPOSALS
 
 
@@ -93,11 +94,75 @@ def error_channels(x: Exploration) -> dict[str, list[str]]:
 
 
 def huge_folio_kept(x: Exploration) -> bool | None:
-    """With the huge_folios knob: can launch complete with the huge folio intact?"""
+    """With the huge_folios knob: can launch complete with every huge folio of the
+    geometry (Config.folio_pages) never split on the way, i.e. still one folio in
+    guest_memfd (VmState.folios) in every state of some path from a root? A folio split
+    and merged back (step.huge_folio_rule) does not count as kept: the split is what the
+    metric asks about. None without the knob, without a TE, or when no whole folio fits
+    in the file."""
     if not x.config.huge_folios or not x.config.has_te:
         return None
+    if not folio_spans(x.bounds.pages, x.config.folio_pages):
+        return None
     v = x.bounds.host_value
-    return any(s.huge and launch_complete(x.config, s, v) for s in x.states)
+    whole = np.array([bool(s.folios) and all(s.folios) for s in x.states], bool)
+    src, dst = (np.frombuffer(arr, np.int32) for arr in (x.src, x.dst))
+    keep = whole[src] & whole[dst]
+    src, dst = src[keep], dst[keep]
+    seen = np.zeros(len(x.states), bool)
+    frontier = np.array([i for i, (parent, _) in enumerate(x.parent) if parent == -1 and whole[i]], np.int64)
+    seen[frontier] = True
+    while frontier.size:
+        for s in frontier.tolist():
+            if launch_complete(x.config, x.states[s], v):
+                return True
+        nxt = np.unique(dst[np.isin(src, frontier)])
+        frontier = nxt[~seen[nxt]].astype(np.int64)
+        seen[frontier] = True
+    return False
+
+
+def te_maps_huge_at_launch(x: Exploration) -> bool | None:
+    """With the huge_folios knob, reported apart from huge_folio_kept: does the TE map a
+    kept huge folio with one huge entry after launch? Only if the folio is kept AND the
+    platform's launch path makes huge TE entries (Platform.te_huge_at_launch: none of
+    snp, tdx, cca does; each cites its code)."""
+    kept = huge_folio_kept(x)
+    if kept is None:
+        return None
+    return bool(kept and PLATFORMS[x.config.platform].te_huge_at_launch)
+
+
+def huge_folio_splits(x: Exploration) -> list[str]:
+    """The actions that split a huge folio somewhere in the exploration (a transition
+    from a state where the folio is whole to one where it is split), each named by its
+    op, its attribute or source, and whether its range covers the folio whole or part
+    of it; sorted. Empty without the knob."""
+    if not x.config.huge_folios:
+        return []
+    spans = folio_spans(x.bounds.pages, x.config.folio_pages)
+    ps = x.config.page_size
+    src, dst, act = (np.frombuffer(arr, np.int32) for arr in (x.src, x.dst, x.act))
+    found: set[str] = set()
+    for a, b, e in zip(src.tolist(), dst.tolist(), act.tolist()):
+        fa, fb = x.states[a].folios, x.states[b].folios
+        if len(fa) != len(fb):
+            continue
+        for f, (was, now) in enumerate(zip(fa, fb)):
+            if was and not now:
+                found.add(_split_label(x.actions[e], spans[f], ps))
+    return sorted(found)
+
+
+def _split_label(ev, span: range, ps: int) -> str:
+    op = ev["op"]
+    what = {"set_attributes": lambda: f"set_attributes to {ev['attributes']}",
+            "populate": lambda: "populate " + ("from a buffer" if ev.get("src") == "buffer" else "in place")}
+    name = what.get(op, lambda: op)()
+    if "size" in ev:
+        lo, hi = ev["offset"] // ps, (ev["offset"] + ev["size"]) // ps
+        name += " (whole folio)" if lo <= span.start and span.stop <= hi else " (part of the folio)"
+    return name
 
 
 @dataclass
@@ -125,6 +190,7 @@ class Column:
         return {"proposal": self.proposal, "states": len(x.states), "transitions": x.transitions,
                 "invariants": inv,
                 "calls_to_launch": self.calls_to_launch, "huge_folio_kept": huge_folio_kept(x),
+                "te_maps_huge_at_launch": te_maps_huge_at_launch(x),
                 "error_channels": self.errors,
                 "vmm_recovers": None if r is None else r.to_json(),
                 "error_information": self.information,

@@ -207,27 +207,40 @@ class Engine:
     def _step_action(self, a: int, R: np.ndarray, C: np.ndarray, want: int, A: int, symmetric: bool,
                      out: dict) -> None:
         """Action a on every state of the batch through step() itself."""
+        self._step_actions([a], R, C, want, A, symmetric, out)
+
+    def _step_actions(self, acts: list[int], R: np.ndarray, C: np.ndarray, want: int, A: int,
+                      symmetric: bool, out: dict) -> None:
+        """The actions acts on every state of the batch through step() itself (each state
+        decoded once)."""
+        if not acts:
+            return
         cfg, codec, spec = self.cfg, self.codec, self.spec
-        ev = spec.actions[a]
+        events = [(a, spec.actions[a]) for a in acts]
         for f in range(len(C)):
             s = codec.state(int(C[f]), R[f].tolist())
-            post, outcome, effects = M.step(cfg, s, ev)
-            if not spec.within(post):
-                out["invalid"].append(f * A + a)
-                continue
-            if want:
-                bits = self.judge(Transition(s, ev, outcome, post, effects), want)
-                for b in range(bits.bit_length()):
-                    if bits >> b & 1:
-                        out["tfirst"][b] = min(out["tfirst"].get(b, f * A + a), f * A + a)
-            if post == s:
-                continue
-            if symmetric:
-                post = canonical(post)[0]
-            c, r = codec.row(post)
-            out["flat"].append(f * A + a)
-            out["rows"].append(r)
-            out["cids"].append(c)
+            ample = spec.ample(s)
+            for a, ev in events:
+                if ample is not None and a not in ample:
+                    out["invalid"].append(f * A + a)      # put off: partial-order reduction (Spec.ample)
+                    continue
+                post, outcome, effects = M.step(cfg, s, ev)
+                if not spec.allowed(s, ev, post):
+                    out["invalid"].append(f * A + a)
+                    continue
+                if want:
+                    bits = self.judge(Transition(s, ev, outcome, post, effects), want)
+                    for b in range(bits.bit_length()):
+                        if bits >> b & 1:
+                            out["tfirst"][b] = min(out["tfirst"].get(b, f * A + a), f * A + a)
+                if post == s:
+                    continue
+                if symmetric:
+                    post = canonical(post)[0]
+                c, r = codec.row(post)
+                out["flat"].append(f * A + a)
+                out["rows"].append(r)
+                out["cids"].append(c)
 
     def _finish(self, parts: list[tuple], out: dict, F: int, A: int,
                 invalid: np.ndarray | None = None) -> Expansion:
@@ -264,9 +277,11 @@ class Engine:
         oids = np.empty(len(C), np.int32)
         ok = np.empty(len(C), bool)
         for f in range(len(C)):
-            r = M.step(self.cfg, codec.state(int(C[f]), R[f].tolist()), ev)
+            s = codec.state(int(C[f]), R[f].tolist())
+            r = M.step(self.cfg, s, ev)
             oids[f] = codec.intern_outcome(r.outcome)
-            ok[f] = self.spec.within(r.state)
+            ample = self.spec.ample(s)
+            ok[f] = self.spec.allowed(s, ev, r.state) and (ample is None or a in ample)
         return oids, ok
 
     def action_outcomes(self, x, wanted: list[int]) -> list[tuple[int, dict]]:
@@ -295,8 +310,7 @@ class ReferenceEngine(Engine):
     def expand(self, R: np.ndarray, C: np.ndarray, want: int, symmetric: bool) -> Expansion:
         A = len(self.spec.actions)
         out = {"flat": [], "rows": [], "cids": [], "invalid": [], "tfirst": {}}
-        for a in range(A):
-            self._step_action(a, R, C, want, A, symmetric, out)
+        self._step_actions(list(range(A)), R, C, want, A, symmetric, out)
         return self._finish([], out, len(C), A)
 
     def state_bits(self, rows: np.ndarray, cids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,16 +340,20 @@ class FastEngine(Engine):
             self.pos.append(i)
             self.plan_fn.append(fn)
         P, C = codec.pcap, codec.ccap
+        # The tables grow with the contexts; an engine whose actions all step() (a
+        # thread's calls: contexts by the thousand) keeps none (first dimension 0).
+        Ep = E if "page" in self.kind else 0
+        Ev = E if "vm" in self.kind else 0
         # single-page events: NEW/OUT/EFF/TB[event, cid, pid] (-1: not yet known)
-        self.NEW = np.full((E, C, P), -1, np.int32)
-        self.OUT = np.zeros((E, C, P), np.int32)
-        self.EFF = np.zeros((E, C, P), np.int64)
-        self.TB = np.zeros((E, C, P), np.int64)
+        self.NEW = np.full((Ep, C, P), -1, np.int32)
+        self.OUT = np.zeros((Ep, C, P), np.int32)
+        self.EFF = np.zeros((Ep, C, P), np.int64)
+        self.TB = np.zeros((Ep, C, P), np.int64)
         # VM-wide events: VNEW/VOUT/VEFF/VTB[event, cid]
-        self.VNEW = np.full((E, C), -1, np.int32)
-        self.VOUT = np.zeros((E, C), np.int32)
-        self.VEFF = np.zeros((E, C), np.int64)
-        self.VTB = np.zeros((E, C), np.int64)
+        self.VNEW = np.full((Ev, C), -1, np.int32)
+        self.VOUT = np.zeros((Ev, C), np.int32)
+        self.VEFF = np.zeros((Ev, C), np.int64)
+        self.VTB = np.zeros((Ev, C), np.int64)
         # plans: per (event, cid) the plan (or its immediate outcome id); per (event,
         # phase, cid, pid) the phase's value
         self.plans: dict[tuple[int, int], object] = {}
@@ -357,7 +375,8 @@ class FastEngine(Engine):
     def _classify(self, ev, local: bool):
         """(kind, page, plan function) of an action under this config."""
         op = ev["op"]
-        if not local or not M.builtin(self.cfg, op):
+        if "thread" in ev or not local or not M.builtin(self.cfg, op):
+            # a thread's step reads and writes its call (gmemlab.model.threads): step()
             return "step", -1, None
         if "offset" not in ev:
             return ("vm", -1, None) if op != "create_gmem" else ("step", -1, None)
@@ -808,6 +827,7 @@ class FastEngine(Engine):
                     rows = R[fs].copy()
                     rows[:, i] = vals
                 parts.append((fs * A + acts[cols[js]], rows, C[fs]))
+        stepped: list[int] = []
         for a in range(A):
             kind = self.kind[a]
             if kind == "page" or a in skip:
@@ -835,7 +855,8 @@ class FastEngine(Engine):
                     continue
             except NotLocal:
                 self.kind[a] = "step"
-            self._step_action(a, R, C, want, A, symmetric, out)
+            stepped.append(a)
+        self._step_actions(stepped, R, C, want, A, symmetric, out)
         # order does not matter to the driver (it sorts by (state, action)); only the
         # flat numbers do
         return self._finish(parts, out, F, A, invalid)
@@ -845,6 +866,11 @@ class FastEngine(Engine):
         page alone): a state whose all-bit k is clear may break always-property k, one
         whose any-bit k is set may show sometimes-property k; the driver judges those."""
         codec = self.codec
+        if self.spec.bounds.interleave:
+            # A thread's call names its pages (threads.speculative_refs): a context
+            # with one page alone would misplace them. Judge the whole states.
+            b = np.array([self.bits_of(codec.state(int(c), r.tolist())) for c, r in zip(cids, rows)], np.int64)
+            return b, b
         sv = self.SV[cids]
         if (sv < 0).any():
             for cid in np.unique(cids[sv < 0]).tolist():

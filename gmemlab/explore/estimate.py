@@ -20,7 +20,11 @@ import os
 from functools import lru_cache
 
 SECONDS_PER_STATE = 6e-6     # fast engine, measured at 4 pages (2.75M states, 15 s)
-BYTES_PER_STATE = 900        # peak resident memory per state, same measurement
+# Peak resident memory: what the process holds whatever the size (Python, numpy, numba's
+# compiled passes, one batch) and the search's store per state (gmemlab.explore.search:
+# 35-55 bytes measured at 4-5 pages on sw_protected and 3 pages on snp, with slack).
+BASE_BYTES = 250e6
+BYTES_PER_STATE = 60
 SHRINK = 0.8
 
 _MANIFEST = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -79,5 +83,5 @@ def estimate_states(proposal: str, platform: str, series: str, pages: int, *,
 def describe(states: int) -> str:
     """'about 48,000,000 states, ~290 s and ~43 GB'."""
     secs = states * SECONDS_PER_STATE
-    gb = states * BYTES_PER_STATE / 1e9
+    gb = (BASE_BYTES + states * BYTES_PER_STATE) / 1e9
     return f"about {states:,} states, ~{secs:,.0f} s and ~{gb:,.1f} GB"

@@ -47,21 +47,27 @@ BATCH_TRANSITIONS = 1 << 21
 
 
 class KeyLayout:
-    """A state as one int64: the context id in the top CID_BITS bits below the sign bit,
-    then each page id in ``page_bits`` bits, page 0 highest. The store keeps nothing else
-    of a state; rows and contexts are decoded from keys when a batch is expanded."""
+    """A state as one int64: the context id in the top bits below the sign bit (CID_BITS
+    of them; more where contexts are many: the calls threads have in flight are VM-wide
+    fields, gmemlab.model.threads), then each page id in ``page_bits`` bits, page 0
+    highest. The store keeps nothing else of a state; rows and contexts are decoded from
+    keys when a batch is expanded."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, many_contexts: bool = False):
         self.n = n
-        self.page_bits = (63 - CID_BITS) // n
+        self.page_bits = (63 - CID_BITS) // n if not many_contexts else min((63 - CID_BITS) // n, 12)
+        self.cid_bits = 63 - n * self.page_bits
         self.shift = np.array([(n - 1 - j) * self.page_bits for j in range(n)], np.int64)
         self.cshift = n * self.page_bits
         self.pmask = (1 << self.page_bits) - 1
 
     def check(self, codec) -> None:
-        if len(codec.pages) > self.pmask + 1 or len(codec.ctxs) > (1 << CID_BITS):
+        if len(codec.pages) > self.pmask + 1:
             raise UsageError(f"{len(codec.pages):,} page values do not fit a state key at {self.n} pages: "
                              "use fewer pages")
+        if len(codec.ctxs) > (1 << self.cid_bits):
+            raise UsageError(f"{len(codec.ctxs):,} VM-wide contexts do not fit a state key at {self.n} pages: "
+                             "use fewer pages or threads")
 
     def encode(self, rows: np.ndarray, cids: np.ndarray) -> np.ndarray:
         key = cids.astype(np.int64) << self.cshift
@@ -144,7 +150,7 @@ def search(spec: Spec, engine: str = "fast", progress=False, max_states: int = 5
     eng = ENGINES[engine](spec, codec)
     x = Exploration(spec, engine=engine, backend=eng)
     show = Progress(progress)
-    lay = KeyLayout(n)
+    lay = KeyLayout(n, many_contexts=bool(spec.bounds.interleave))
 
     # property name -> [property, always?, state bit or None, transition bit or None]
     judged: dict[str, list] = {}

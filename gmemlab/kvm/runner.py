@@ -575,6 +575,11 @@ def run_events(kvm: Kvm, events, *, machine: Machine | None = None) -> Recording
     try:
         for ev in events:
             try:
+                if "thread" in ev:
+                    # A call in steps (gmemlab.model.threads): one ioctl cannot be stopped
+                    # between its steps, nor two threads' steps ordered, from here.
+                    raise Unsupported("a thread's call in steps (interleavings) is not one ioctl the "
+                                      "kernel can be stopped inside: gmemlab kvm-run runs calls whole")
                 outcome = m.do(ev)
             except Unsupported as e:
                 rec.stopped = {"line": ev.get("line"), "op": ev["op"], "why": str(e)}

@@ -72,6 +72,21 @@ ASSUMPTIONS: dict[str, str] = {
     "A-unknown-src": "A populate whose source a recording cannot show (src \"unknown\") is replayed "
                      "in place, as the in-place series' snp_launch_update does for a guest_memfd "
                      "memslot that supports shared memory (src = NULL).",
+    "A-huge-merge-on-conversion": "With the huge_folios knob, a split huge folio is one folio again "
+                                  "after a conversion of one of its pages (or a punch of all of them) "
+                                  "leaves all its pages with one attribute, none held by the TE while "
+                                  "shared, and none pinned or host-mapped; merging zeroes the pages never "
+                                  "up to date ('On merging, the non-uptodate parts have to be zeroed', "
+                                  "Ackerley Tng, v8 review). No merged code says when a merge happens.",
+    "A-guest-fault-waits": "With interleaved threads, a guest access waits while another thread holds "
+                           "the file's invalidate lock exclusively (a conversion, a punch, a populate's "
+                           "page): a vCPU fault inside an invalidation retries "
+                           "(mmu_invalidate_in_progress) until it ends. Not a lock the vCPU takes.",
+    "A-speculative-ref": "The reference a GUP-fast call holds between taking it (try_grab_folio) and "
+                         "reading the page table entry again is not a pin: it counts in the "
+                         "conversion's refcount check, but no caller holds it, and it is dropped if "
+                         "the entry changed (gup_fast_pte_range, mm/gup.c). private_not_pinned and "
+                         "host_never_touches_te_private leave it out.",
     "A-vmm-documented": "The reference VMM retries only what the uAPI documents as transient (EAGAIN, "
                         "ENOMEM, EINTR) and resumes a partial populate; any other error stops the launch, "
                         "as QEMU's launch code does.",

@@ -96,6 +96,11 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # the guest_memfd memslot as it is re-added; "new_gmem" the flags of a new
     # guest_memfd it is bound to instead of the old one.
     "replace_memslot": (("offset", "size"), ("new_gmem",)),
+    # Added with interleavings (docs/trace-format.md, "Threads"): pin_user_pages_fast on
+    # the range (GUP-fast: no lock, the reference taken, then the PTE checked again); and
+    # one more step of the call the event's "thread" has in flight.
+    "gup_fast": (("offset", "size"), ()),
+    "run": ((), ()),
 }
 
 
@@ -127,7 +132,7 @@ def event(op: str, **fields) -> Event:
 # (gmemlab.traces.format) calls from_json per line and turns an InvalidEvent into an
 # InputError naming the file and the line.
 
-COMMON = ("process", "expect", "t", "note")
+COMMON = ("process", "thread", "expect", "t", "note")
 GMEM_FLAGS = ("MMAP", "INIT_SHARED", "NO_DIRECT_MAP")
 ATTRIBUTE_FLAGS = ("ZERO", "PRESERVE")  # v5 content modes (RFC v4/v5 only)
 MAX_U64 = (1 << 64) - 1
@@ -262,6 +267,15 @@ def from_json(obj: Any, line: int | None = None) -> Event:
     if not isinstance(proc, str) or not proc:
         raise InvalidEvent(f"process must be a non-empty string, got {json.dumps(proc)}")
     ev["process"] = proc
+    if "thread" in obj:
+        # The thread of the process making the call (interleavings: a call with a thread
+        # runs as steps, each "run" of the thread one more; docs/trace-format.md, "Threads").
+        th = obj["thread"]
+        if not isinstance(th, str) or not th or len(th) > 32 or not th.replace("_", "").replace("-", "").isalnum():
+            raise InvalidEvent(f"thread must be a short name (letters, digits, - and _), got {json.dumps(th)[:40]}")
+        ev["thread"] = th
+    elif op == "run":
+        raise InvalidEvent("run needs \"thread\" (whose call runs one more step)")
     if "t" in obj:
         t = obj["t"]
         # An int too large for a float (400 digits) is not a time either: isfinite would

@@ -71,6 +71,13 @@ class Platform:
     # What post_populate answers for a NULL source while kvm.gmem_in_place_conversion is off
     # (knob in_place_off): None where a NULL source is allowed.
     legacy_null_src_errno: str | None = None
+    # The TE's view of a huge folio (knob huge_folios; gmemlab.explore.compare reports it
+    # next to the folio's own survival): whether the TE's entry for a page it takes at
+    # launch (post_populate) can cover a whole huge folio, and whether the entry for a
+    # page it takes at a private guest fault (prepare) can. None: no TE.
+    te_huge_at_launch: bool | None = None
+    te_huge_at_fault: bool | None = None
+    te_huge_source = ""
 
     def zap_private(self, page: Page) -> Page:
         """The page after its private stage-2 mapping is invalidated (kvm_mmu_unmap_gfn_range
@@ -178,6 +185,15 @@ class Snp(TrustedPlatform):
     # in-place conversion is off ('[PATCH v8 22/46] KVM: SEV: Make 'uaddr' parameter optional
     # for KVM_SEV_SNP_LAUNCH_UPDATE'); snp_launch_update reports it as EIO when it is first.
     legacy_null_src_errno = "EINVAL"
+    # RMP entries come in 4 KiB and 2 MiB. At launch sev_gmem_post_populate makes each page
+    # private on its own, rmp_make_private(pfn + i, gfn_to_gpa(gfn + i), PG_LEVEL_4K, ...),
+    # and SNP_LAUNCH_UPDATE measures 4 KiB pages: a huge folio populated whole still gets
+    # 4 KiB RMP entries. At a private fault sev_gmem_prepare takes PG_LEVEL_2M when is_large_rmp_possible(kvm, pfn,
+    # max_order) (the folio is 2 MiB and aligned): one 2 MiB RMP entry (arch/x86/kvm/svm/sev.c,
+    # the SNP host series as posted on kvm@).
+    te_huge_at_launch = False
+    te_huge_at_fault = True
+    te_huge_source = "sev_gmem_post_populate (PG_LEVEL_4K), sev_gmem_prepare (is_large_rmp_possible: PG_LEVEL_2M)"
 
     def populate_ret(self, err, done):
         # snp_launch_update: a negative count from kvm_gmem_populate becomes -EIO whatever
@@ -227,6 +243,14 @@ class Tdx(TrustedPlatform):
     # (the v8 TDX patch making the source optional: 'if (!gmem_in_place_conversion) return
     # -EOPNOTSUPP').
     legacy_null_src_errno = "EOPNOTSUPP"
+    # The TD is built with 4 KiB private mappings only: tdx_gmem_post_populate adds one
+    # page, TDH.MEM.PAGE.ADD of pfn_to_page(pfn), and TDH.MR.EXTEND over PAGE_SIZE; the
+    # S-EPT hooks (tdx_sept_set_private_spte) refuse a level other than PG_LEVEL_4K
+    # (arch/x86/kvm/vmx/tdx.c, kvm-x86). Huge S-EPT mappings at a fault come with the TDX
+    # huge pages series (Yan Zhao), out of tree: not here.
+    te_huge_at_launch = False
+    te_huge_at_fault = False
+    te_huge_source = "tdx_gmem_post_populate (TDH.MEM.PAGE.ADD of one 4 KiB page), tdx_sept_set_private_spte (PG_LEVEL_4K only)"
 
     def populate_ret(self, err, done):
         # KVM_TDX_INIT_MEM_REGION works a page at a time and returns the failing page's
@@ -351,6 +375,12 @@ class Cca(TrustedPlatform):
     # realm_unmap_private_range undelegates: assumption A-cca-scrub, the host then reads zero.
     content_after_removal = ZERO
     accept_zeroes = False  # RSI_IPA_STATE_SET to RAM leaves a DATA granule's contents
+    # The RMM's unit is the 4 KiB granule: realm_data_map_init delegates and maps one
+    # granule per RMI_RTT_DATA_MAP_INIT, and realm_map_protected one per RMI_RTT_DATA_MAP
+    # (arch/arm64/kvm/rmi.c of the v15 series, as read above).
+    te_huge_at_launch = False
+    te_huge_at_fault = False
+    te_huge_source = "realm_data_map_init / realm_map_protected (one 4 KiB granule each)"
 
     def post_populate(self, page, src_value):
         # populate_region_cb: never in place (the source is required before this point).

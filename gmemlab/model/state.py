@@ -5,9 +5,10 @@ the KVM attribute of each page, its folio (allocated, up to date, contents), the
 page tables and extra references that reach it, the trusted entity's (TE's) view of it,
 and whether the launch measured it; per VM, whether launch was finalized. Left out:
 the guest's stage-2 mapping (nothing observable depends on it: a guest access faults
-the page in as needed, prepare is idempotent, and conversions zap it), huge folios and
-their splitting (every page is its own folio; the huge_folios knob only tracks whether
-one folio could still back the whole file), EINTR (no signals; an allocation failure,
+the page in as needed, prepare is idempotent, and conversions zap it), the memory of
+huge folios (every page keeps its own Page fields; with the huge_folios knob
+VmState.folios records, per huge folio of the geometry Config.folio_pages, whether it is
+still one folio: see folio_spans and step.huge_folio_rule), EINTR (no signals; an allocation failure,
 ENOMEM, is a property of the event: gmemlab.model.step.FAIL), more than one
 guest_memfd, memslot flags, memslots other than the guest_memfd's own (bound at gpa ==
 offset, over the whole file unless replace_memslot moved it: Page.noslot), and the
@@ -72,6 +73,16 @@ class Page(NamedTuple):
     noslot: bool = False
 
 
+class Call(NamedTuple):
+    """A call a thread has in flight (gmemlab.model.threads)."""
+
+    thread: str
+    event: object          # the call (an Event, without its "thread")
+    k: int = 0             # steps it has taken
+    done: int = 0          # populate: pages done so far
+    locked: bool = False   # it holds the invalidate lock
+
+
 class VmState(NamedTuple):
     """One VM and its guest_memfd. ``pages`` is empty until create_gmem succeeds."""
 
@@ -79,7 +90,14 @@ class VmState(NamedTuple):
     gmem_flags: frozenset = frozenset()  # KVM_CREATE_GUEST_MEMFD flags of the live file
     pages: tuple = ()                    # tuple[Page, ...], index = offset // page_size
     finalized: bool = False              # KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM done
-    huge: bool = False                   # with the huge_folios knob: one huge folio still backs every page
+    # With the huge_folios knob: per huge folio of the geometry (folio_spans), whether it
+    # is still one folio (True) or split into 4 KiB folios (False). () without the knob.
+    folios: tuple = ()
+    # Interleavings (gmemlab.model.threads): the calls threads have in flight (Call, by
+    # thread name) and the thread holding the file's invalidate lock exclusively ("" for
+    # none). Empty unless a call carries a "thread", so every atomic state is as before.
+    threads: tuple = ()
+    lock: str = ""
 
     def replace_pages(self, changes: dict) -> "VmState":
         """A copy with pages[i] = changes[i] for each i."""
@@ -119,9 +137,16 @@ class Config:
     # Knob: the NO_DIRECT_MAP series ("guest_memfd: Add NO_DIRECT_MAP flag", a separate
     # series) is applied. Without it KVM_CREATE_GUEST_MEMFD refuses the flag (EINVAL).
     no_direct_map_series: bool = False
-    # Knob: the file is backed by one huge folio (HugeTLB / THP support in the in-place
+    # Knob: the file is backed by huge folios (HugeTLB / THP support in the in-place
     # conversion work). A metric, not a rule of the uAPI: see step.huge_folio_rule.
     huge_folios: bool = False
+    # The huge folios' geometry, in pages of page_size (read only with huge_folios): the
+    # file is cut into folios of folio_pages pages from offset 0; 0 (the default) is one
+    # folio over the whole file. At model scale a page stands for whatever the bounds
+    # make it: folio_pages=2 with 2 pages is "one 2 MiB folio of two 1 MiB halves", and
+    # equally a 1 GiB folio (docs/domain.md, "Huge folios"). Pages past the last whole
+    # folio are 4 KiB folios that never merge.
+    folio_pages: int = 0
     # Knob: the explorer also tries each conversion with its allocation of tracking
     # entries failing (ENOMEM, docs/domain.md, uAPI facts). Replay needs no knob: a trace that
     # observed ENOMEM says so in its "expect".
@@ -131,6 +156,17 @@ class Config:
     # virt/kvm/guest_memfd.c), INIT_SHARED is refused on snp/tdx, and private memory is
     # tracked per VM: the legacy flow with a separate source (step.create_gmem, populate).
     in_place_off: bool = False
+    # Knobs of interleavings (gmemlab.model.threads; design questions of the races
+    # argued after v8: docs/domain.md, "After v8"). GUP-fast does not read the page
+    # table entry again after taking its reference; the conversion checks references
+    # before it unmaps (the order reversed: step.set_attributes_plan); populate keeps
+    # the invalidate lock from its first page to its last.
+    gup_fast_no_recheck: bool = False
+    check_before_unmap: bool = False
+    populate_holds_lock: bool = False
+    # Knob: a reference, once taken, stays (a longterm GUP pin: an io_uring fixed buffer,
+    # VFIO DMA): nothing unpins. Which references can stay forever is argued after v8.
+    pins_forever: bool = False
 
     def __post_init__(self):
         # The names live in the one registry (gmemlab.model.vocab), imported here rather
@@ -142,6 +178,9 @@ class Config:
         ps = self.page_size
         if type(ps) is not int or ps < 4096 or ps & (ps - 1):
             raise UsageError(f"page_size must be a power of two >= 4096, got {ps!r}")
+        fp = self.folio_pages
+        if type(fp) is not int or fp < 0:
+            raise UsageError(f"folio_pages must be an integer >= 0 (0: one folio over the file), got {fp!r}")
 
     @property
     def has_te(self) -> bool:
@@ -168,10 +207,31 @@ class Config:
         return vocab.knobs_on(self)
 
     def label(self) -> str:
-        return "/".join([self.proposal, self.platform, self.series] + self.knobs)
+        geometry = [f"folio_pages={self.folio_pages}"] if self.huge_folios and self.folio_pages else []
+        return "/".join([self.proposal, self.platform, self.series] + self.knobs + geometry)
 
 
-def fresh_gmem(npages: int, flags: frozenset, huge: bool = False) -> VmState:
+def folio_spans(npages: int, folio_pages: int) -> list[range]:
+    """The page indices of each huge folio of a file of npages pages: folios of
+    folio_pages pages from offset 0 (0: one over the whole file); a tail shorter than a
+    folio is in none (4 KiB folios: a huge folio is naturally aligned and whole).
+
+    >>> folio_spans(5, 2), folio_spans(3, 0), folio_spans(1, 2)
+    ([range(0, 2), range(2, 4)], [range(0, 3)], [])
+    """
+    fp = folio_pages or npages
+    if fp <= 0:
+        return []
+    return [range(i, i + fp) for i in range(0, npages - fp + 1, fp)]
+
+
+def folio_count(npages: int, folio_pages: int) -> int:
+    """len(folio_spans(npages, folio_pages)), without listing them (a file may be huge)."""
+    fp = folio_pages or npages
+    return npages // fp if fp > 0 else 0
+
+
+def fresh_gmem(npages: int, flags: frozenset, huge: bool = False, folio_pages: int = 0) -> VmState:
     """The state right after KVM_CREATE_GUEST_MEMFD succeeded.
 
     Every index starts shared with INIT_SHARED, private without it (docs/domain.md, uAPI
@@ -179,4 +239,5 @@ def fresh_gmem(npages: int, flags: frozenset, huge: bool = False) -> VmState:
     does (selftests before_allocation_shared / _private).
     """
     page = Page(private="INIT_SHARED" not in flags)
-    return VmState(created=True, gmem_flags=frozenset(flags), pages=(page,) * npages, huge=huge)
+    folios = (True,) * folio_count(npages, folio_pages) if huge else ()
+    return VmState(created=True, gmem_flags=frozenset(flags), pages=(page,) * npages, folios=folios)

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from gmemlab.model.platforms import PLATFORMS
 from gmemlab.model.state import (GARBAGE, STALE, TE_NONE, TE_PENDING, ZERO,
-                                 Config, Page, VmState, fresh_gmem)
+                                 Config, Page, VmState, folio_spans, fresh_gmem)
 
 # An event may carry "fail": "ENOMEM": an allocation inside the call fails. The state
 # cannot say when that happens; replay sets it where a trace observed ENOMEM, the
@@ -134,7 +134,8 @@ def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
         # from a separate source (private tracked per VM), so INIT_SHARED is not a
         # supported flag on snp/tdx (docs/domain.md, After v8; the v8 review).
         return Result(s, ret("EINVAL"))
-    return Result(fresh_gmem(size // cfg.page_size, flags, huge=cfg.huge_folios), ret(0))
+    return Result(fresh_gmem(size // cfg.page_size, flags, huge=cfg.huge_folios,
+                             folio_pages=cfg.folio_pages), ret(0))
 
 
 # --- range calls -------------------------------------------------------------------
@@ -170,27 +171,41 @@ class Plan(NamedTuple):
     outcome: dict          # what the call returns when no phase stops it
 
 
-def run_plan(cfg: Config, s: VmState, plan: Plan) -> Result:
-    """Run a plan's phases over its range (see above)."""
+def run_phase(cfg: Config, s: VmState, plan: Plan, k: int) -> tuple[VmState, dict | None, frozenset]:
+    """Phase k of a plan over its range: (the state after it, the call's outcome if the
+    phase ends the call, else None, the effects). A Skip ends the call (with the plan's
+    outcome) when every page of the range passes it; a Stop at its first page with an
+    errno; an Each updates every page; after the last phase the call returns the plan's
+    outcome. run_plan runs every phase at once; an interleaved call one phase a step
+    (gmemlab.model.threads)."""
+    phase = plan.phases[k]
+    last = k == len(plan.phases) - 1
+    if isinstance(phase, Skip):
+        ends = all(phase.pred(s.pages[i]) for i in plan.span)
+        return s, (plan.outcome if ends or last else None), NO_EFFECTS
+    if isinstance(phase, Stop):
+        for i in plan.span:
+            errno = phase.check(s.pages[i])
+            if errno is not None:
+                return s, ret(errno, error_offset=i * cfg.page_size), NO_EFFECTS
+        return s, (plan.outcome if last else None), NO_EFFECTS
     pages = list(s.pages)
     effects: set[str] = set()
+    for i in plan.span:
+        pages[i], eff = phase.update(pages[i])
+        effects |= eff
+    return s._replace(pages=tuple(pages)), (plan.outcome if last else None), frozenset(effects)
 
-    def done(outcome):
-        return Result(s._replace(pages=tuple(pages)), outcome, frozenset(effects))
-    for phase in plan.phases:
-        if isinstance(phase, Skip):
-            if all(phase.pred(pages[i]) for i in plan.span):
-                return done(plan.outcome)
-        elif isinstance(phase, Stop):
-            for i in plan.span:
-                errno = phase.check(pages[i])
-                if errno is not None:
-                    return done(ret(errno, error_offset=i * cfg.page_size))
-        else:
-            for i in plan.span:
-                pages[i], eff = phase.update(pages[i])
-                effects |= eff
-    return done(plan.outcome)
+
+def run_plan(cfg: Config, s: VmState, plan: Plan) -> Result:
+    """Run a plan's phases over its range (see above)."""
+    effects: frozenset = NO_EFFECTS
+    for k in range(len(plan.phases)):
+        s, outcome, eff = run_phase(cfg, s, plan, k)
+        effects |= eff
+        if outcome is not None:
+            return Result(s, outcome, effects)
+    return Result(s, plan.outcome, effects)
 
 
 def _v5_mode(cfg: Config, flags: tuple) -> str | None:
@@ -237,8 +252,10 @@ def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         # Unmap the range from every host page table first: this happens even when the
         # call then fails (selftest elevated_refcount; docs/domain.md). Then the first page
         # with unexpected references fails the call with EAGAIN, no attribute changed.
-        phases.append(Each(_unmap))
-        phases.append(Stop(_busy_mapped if series.busy_if_mapped else _busy))
+        check = Stop(_busy_mapped if series.busy_if_mapped else _busy)
+        # Knob check_before_unmap: the design question of the other order (a check that
+        # fails then leaves the host's mappings as they were).
+        phases += [check, Each(_unmap)] if cfg.check_before_unmap else [Each(_unmap), check]
     scramble = series.content_modes and mode is None and not platform.has_te
     # Which pages of a range to shared lose their private stage-2 mappings (Series.
     # invalidate_scope): v13 invalidates the whole range with KVM_FILTER_PRIVATE and runs
@@ -473,9 +490,9 @@ def populate(cfg: Config, s: VmState, ev: dict) -> Result:
     return Result(post, ret(PLATFORMS[cfg.platform].populate_ret(err, done), done=done), effects)
 
 
-def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str | None, int, frozenset]:
-    """populate up to the platform's return: a Result for the checks before the loop,
-    else (state, kvm_gmem_populate's error or None, pages done, effects)."""
+def _populate_checks(cfg: Config, s: VmState, ev: dict) -> Result | None:
+    """populate's checks before its loop over the pages: a Result where one refuses the
+    call, else None."""
     platform = PLATFORMS[cfg.platform]
     if platform.populate_ioctl is None:
         return Result(s, ret("ENOTTY"))  # Assumption A-sw-no-launch: no launch ioctls
@@ -505,79 +522,105 @@ def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str 
         # kvm_gmem_populate: kvm_slot_has_gmem, virt/kvm/guest_memfd.c, which is also
         # what tdx_vcpu_init_mem_region's first call meets).
         return Result(s, ret("EINVAL", done=0))
+    return None
+
+
+def _populate_page(cfg: Config, s: VmState, pages: list, ev: dict, i: int) -> tuple[str | None, bool, frozenset]:
+    """populate's work on page i (pages: the file's pages, updated in place): (the error
+    that stops the call or None, whether the call ends here without one, effects). The
+    loop of _populate calls it page by page; an interleaved populate one page a step
+    (gmemlab.model.threads), with the other threads' steps in between."""
+    platform = PLATFORMS[cfg.platform]
     proposal = cfg.rules
     series = cfg.features
     # Assumption A-unknown-src: a recording's src "unknown" is replayed in place (the
     # in-place series' sev.c passes src = NULL for a guest_memfd memslot that supports
     # shared memory); the trace still says it is unknown.
     src = ev["value"] if ev.get("src") == "buffer" else None
-    pages = list(s.pages)
     effects: set[str] = set()
-    err, done = None, 0
-    for i in range(first, first + size // ps):
-        if i >= len(pages) or pages[i].noslot:
-            # The range ran past the end of the guest_memfd memslot (gpa == offset, so
-            # the end of the file is the end of the slot unless replace_memslot moved
-            # it). SNP: kvm_gmem_populate clamped npages to the slot, so the call ends
-            # here without an error; TDX: the next one-page call finds no slot, EINVAL
-            # (Platform.populate_clamps_to_slot).
-            if not platform.populate_clamps_to_slot:
-                err = "EINVAL"
-            break
-        page = pages[i]
-        unprepared = not page.uptodate
-        if series.populate_gets_folio_first:
-            # v13 __kvm_gmem_populate: __kvm_gmem_get_pfn (allocate; zero if not up to date)
-            # runs before the destination's private check, so a refused page is left
-            # allocated and zeroed.
-            page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
-            pages[i] = page
-        if page.private != proposal.populate_wants_private:
+    err = None
+    if i >= len(pages) or pages[i].noslot:
+        # The range ran past the end of the guest_memfd memslot (gpa == offset, so
+        # the end of the file is the end of the slot unless replace_memslot moved
+        # it). SNP: kvm_gmem_populate clamped npages to the slot, so the call ends
+        # here without an error; TDX: the next one-page call finds no slot, EINVAL
+        # (Platform.populate_clamps_to_slot).
+        if not platform.populate_clamps_to_slot:
             err = "EINVAL"
-            break
-        convert_now = proposal.populate_converts and not cfg.convert_after_populate
-        convert_later = proposal.populate_converts and cfg.convert_after_populate
-        if convert_now:
-            page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
-            pages[i] = page
-            if err:
-                break
-        if src is None and cfg.refuse_unprepared_populate and unprepared:
-            err = "EOPNOTSUPP"  # the v9 alternative (knob), instead of the zeroing
-            break
-        if not series.populate_gets_folio_first:
-            page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
-        before = page
-        if src is None and cfg.in_place_off and platform.legacy_null_src_errno:
-            # Private memory tracked per VM: the platform's post_populate refuses a NULL
-            # source (Platform.legacy_null_src_errno).
-            page, err = page, platform.legacy_null_src_errno
-        else:
-            page, err = platform.post_populate(page, src)
-        if not err and series.populate_marks_uptodate:
-            page = page._replace(uptodate=True)  # folio_mark_uptodate after post_populate (v5-v8)
+        return err, True, frozenset(effects)
+    page = pages[i]
+    unprepared = not page.uptodate
+    if series.populate_gets_folio_first:
+        # v13 __kvm_gmem_populate: __kvm_gmem_get_pfn (allocate; zero if not up to date)
+        # runs before the destination's private check, so a refused page is left
+        # allocated and zeroed.
+        page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
+        pages[i] = page
+    if page.private != proposal.populate_wants_private:
+        err = "EINVAL"
+        return err, True, frozenset(effects)
+    convert_now = proposal.populate_converts and not cfg.convert_after_populate
+    convert_later = proposal.populate_converts and cfg.convert_after_populate
+    if convert_now:
+        page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
         pages[i] = page
         if err:
-            break  # the folio stays allocated; the TE did not take it
-        if not page.private:
-            effects.add(TE_TOOK_SHARED)
-        if src is None:
-            if before.content == STALE:
-                effects.add(STALE_EXPOSED)
-            if before.content != before.loaded:
-                effects.add(MEASURED_NOT_LOADED)
-        else:
-            page = page._replace(loaded=src)
-            pages[i] = page
-            if page.private:
-                effects.add(PLATFORM_COPIED)
-        if convert_later:
-            page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
-            pages[i] = page
-            if err:
-                break
+            return err, True, frozenset(effects)
+    if src is None and cfg.refuse_unprepared_populate and unprepared:
+        err = "EOPNOTSUPP"  # the v9 alternative (knob), instead of the zeroing
+        return err, True, frozenset(effects)
+    if not series.populate_gets_folio_first:
+        page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
+    before = page
+    if src is None and cfg.in_place_off and platform.legacy_null_src_errno:
+        # Private memory tracked per VM: the platform's post_populate refuses a NULL
+        # source (Platform.legacy_null_src_errno).
+        page, err = page, platform.legacy_null_src_errno
+    else:
+        page, err = platform.post_populate(page, src)
+    if not err and series.populate_marks_uptodate:
+        page = page._replace(uptodate=True)  # folio_mark_uptodate after post_populate (v5-v8)
+    pages[i] = page
+    if err:
+        return err, True, frozenset(effects)  # the folio stays allocated; the TE did not take it
+    if not page.private:
+        effects.add(TE_TOOK_SHARED)
+    if src is None:
+        if before.content == STALE:
+            effects.add(STALE_EXPOSED)
+        if before.content != before.loaded:
+            effects.add(MEASURED_NOT_LOADED)
+    else:
+        page = page._replace(loaded=src)
+        pages[i] = page
+        if page.private:
+            effects.add(PLATFORM_COPIED)
+    if convert_later:
+        page, err = _populate_convert(s, page, ev, proposal.populate_busy_errno)
+        pages[i] = page
+        if err:
+            return err, True, frozenset(effects)
+    return None, False, frozenset(effects)
+
+
+def _populate(cfg: Config, s: VmState, ev: dict) -> Result | tuple[VmState, str | None, int, frozenset]:
+    """populate up to the platform's return: a Result for the checks before the loop,
+    else (state, kvm_gmem_populate's error or None, pages done, effects)."""
+    r = _populate_checks(cfg, s, ev)
+    if r is not None:
+        return r
+    ps = cfg.page_size
+    first = ev["offset"] // ps
+    pages = list(s.pages)
+    effects: frozenset = NO_EFFECTS
+    err, done = None, 0
+    for i in range(first, first + ev["size"] // ps):
+        err, ends, eff = _populate_page(cfg, s, pages, ev, i)
+        effects |= eff
+        if ends:
+            break
         done += 1
-    return s._replace(pages=tuple(pages)), err, done, frozenset(effects)
+    return s._replace(pages=tuple(pages)), err, done, effects
 
 
 def _populate_convert(s: VmState, page: Page, ev: dict, busy_errno: str) -> tuple[Page, str | None]:
@@ -771,29 +814,82 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
     "guest_accept": guest_accept,
     "map_gpa_range": map_gpa_range,
     "replace_memslot": replace_memslot,
+    # Without a thread, GUP-fast is a pin: with nothing running beside it, its fast path
+    # and its slow path end alike (gmemlab.model.threads has its steps).
+    "gup_fast": pin,
+    "run": lambda cfg, s, ev: Result(s, {"idle": True}),   # a run without a thread runs nothing
 }
 
 
-def huge_folio_rule(pre: VmState, ev: dict, r: Result) -> Result:
-    """Whether the huge folio survives the step (knob huge_folios; a metric).
+def huge_folio_rule(cfg: Config, pre: VmState, ev: dict, r: Result) -> Result:
+    """Which huge folios the step splits, and which merge back (knob huge_folios).
 
-    A huge folio must be split when its pages stop sharing one attribute, when the TE
-    takes a page of it while KVM tracks it as shared ("prep'ing/encrypting everything
-    while it's in a shared state means gmem will split the hugepage", Michael Roth, "Re:
-    [PATCH RFC v4 10/44] KVM: guest_memfd: Add support for KVM_SET_MEMORY_ATTRIBUTES2",
-    2026-04-07), and when a hole is punched into part of it. Converting or populating it
-    whole keeps it. The TE taking a shared page counts also when it happened inside the
-    call only (effect TE_TOOK_SHARED): a whole-range populate under convert_after_populate
-    leaves every page private and TE-held, but each was taken while shared.
+    Per huge folio of the geometry (state.folio_spans of Config.folio_pages):
+
+    Split. A folio must be split when its pages stop sharing one attribute (a conversion
+    of part of it), when the TE takes a page of it while KVM tracks it as shared
+    ("prep'ing/encrypting everything while it's in a shared state means gmem will split
+    the hugepage", Michael Roth, "Re: [PATCH RFC v4 10/44] KVM: guest_memfd: Add support
+    for KVM_SET_MEMORY_ATTRIBUTES2", 2026-04-07), and when a hole is punched into part of
+    it. Converting or populating it whole keeps it. The TE taking a shared page counts
+    also when it happened inside the call only (effect TE_TOOK_SHARED): a whole-range
+    populate under convert_after_populate leaves every page private and TE-held, but
+    each was taken while shared. The pages taken are those the TE did not hold before
+    the step and holds after it (populate is the only op with that effect, and one call
+    takes pages of one attribute only: Proposal.populate_wants_private).
+
+    Merge. Assumption A-huge-merge-on-conversion: a split folio is one folio again after
+    a step that converts a page of it (its attribute changes), or that punches every page
+    of it out, when afterwards all its pages share one attribute, the TE holds none of
+    them while KVM tracks it as shared, and none has an extra reference or a host
+    mapping. Merging zeroes the pages that hold memory never up to date: "On merging, the
+    non-uptodate parts have to be zeroed" (Ackerley Tng, v8 review; docs/domain.md):
+    content ZERO and uptodate, as __kvm_gmem_get_pfn's zeroing does (assumption A-init:
+    that is initialization, not a write of a private page's contents). Pages with no
+    memory (never faulted, or punched) stay so: the merged folio backs them as the
+    fresh file's folio backs pages not yet faulted in.
+
+    This is the one rule of step() that reads pages an event does not name (and, for a
+    merge, writes them): the knob is not page-local (gmemlab.model.vocab).
     """
     s = r.state
-    pages = s.pages
-    split = (len({p.private for p in pages}) > 1
-             or any(p.te != TE_NONE and not p.private for p in pages)
-             or TE_TOOK_SHARED in r.effects
-             or (ev["op"] == "punch_hole" and r.outcome.get("ret") == 0 and pre.pages != pages
-                 and any(p.allocated for p in pages)))
-    return r._replace(state=s._replace(huge=False)) if split else r
+    if ev["op"] == "create_gmem" or ev.get("new_gmem") is not None or len(pre.pages) != len(s.pages):
+        return r   # a new file: create_gmem made its folios whole
+    spans = folio_spans(len(s.pages), cfg.folio_pages)
+    folios, pages = list(s.folios), list(s.pages)
+    took = TE_TOOK_SHARED in r.effects
+    punched = ev["op"] == "punch_hole" and r.outcome.get("ret") == 0
+    for f, span in enumerate(spans[:len(folios)]):
+        before, after = pre.pages[span.start:span.stop], s.pages[span.start:span.stop]
+        if before == after:
+            continue
+        if folios[f]:
+            folios[f] = not (len({p.private for p in after}) > 1
+                             or any(p.te != TE_NONE and not p.private for p in after)
+                             or (took and any(a.te == TE_NONE and b.te != TE_NONE for a, b in zip(before, after)))
+                             or (punched and any(p.allocated for p in after)))
+            continue
+        converted = any(a.private != b.private for a, b in zip(before, after))
+        emptied = punched and not any(p.allocated for p in after)
+        if (converted or emptied) and _mergeable(after):
+            folios[f] = True
+            for i in span:
+                if pages[i].allocated and not pages[i].uptodate:
+                    pages[i] = pages[i]._replace(content=ZERO, uptodate=True)
+    folios = tuple(folios)
+    if folios == s.folios:
+        return r
+    return r._replace(state=s._replace(folios=folios, pages=tuple(pages)))
+
+
+def _mergeable(pages: tuple) -> bool:
+    """Assumption A-huge-merge-on-conversion: the pages of a split folio can be one folio
+    again: one attribute, no page the TE holds while KVM tracks it as shared, and no
+    reference beyond guest_memfd's own (no pin, no host mapping), as the split itself
+    needs the 4 KiB folios' references to be guest_memfd's only."""
+    return (len({p.private for p in pages}) == 1
+            and not any(p.te != TE_NONE and not p.private for p in pages)
+            and not any(p.pins or p.mapped for p in pages))
 
 
 # The series' own rules, as step.py defines them: an engine may rely on what it knows of
@@ -856,11 +952,25 @@ def cause(cfg: Config, s: VmState, ev: dict) -> str | None:
 
 
 def step(cfg: Config, s: VmState, ev: dict) -> Result:
-    """Apply one event. Ops other than create_gmem need a live guest_memfd (EBADF)."""
+    """Apply one event. Ops other than create_gmem need a live guest_memfd (EBADF). An
+    event with a "thread" is a step of that thread (gmemlab.model.threads)."""
     op = ev["op"]
+    if "thread" in ev:
+        if not s.created and op != "create_gmem":
+            return Result(s, ret("EBADF") if op != "run" else {"idle": True})
+        return threads.step(cfg, s, ev)
     if not s.created and op != "create_gmem":
         return Result(s, ret("EBADF"))
-    r = rule(cfg, op)(cfg, s, ev)
-    if r.state.huge:
-        r = huge_folio_rule(s, ev, r)
+    return settle(cfg, s, ev, rule(cfg, op)(cfg, s, ev))
+
+
+def settle(cfg: Config, s: VmState, ev: dict, r: Result) -> Result:
+    """What every step of the call ev goes through after its rule (a thread's steps of
+    it too, gmemlab.model.threads): the huge folios' geometry."""
+    if r.state.folios:
+        r = huge_folio_rule(cfg, s, ev, r)
     return r
+
+
+# Imported last: the threads' steps are made of this module's functions.
+from gmemlab.model import threads  # noqa: E402

@@ -82,7 +82,8 @@ KNOBS = MappingProxyType({k.name: k for k in (
          "'guest_memfd: Add NO_DIRECT_MAP flag' (a separate series)",
          page_local=True),
     Knob("huge_folios",
-         "one huge folio backs the file: report whether launch keeps it intact",
+         "huge folios back the file (one over the whole file, or Config.folio_pages pages each): "
+         "report whether launch keeps them intact",
          _SEED + ": 'prep'ing/encrypting everything while it's in a shared state means gmem will "
          "split the hugepage'",
          page_local=False),
@@ -98,10 +99,33 @@ KNOBS = MappingProxyType({k.name: k for k in (
          "the explorer also tries each conversion with its allocation failing (ENOMEM)",
          "docs/domain.md, uAPI facts: ENOMEM (allocation of tracking entries) reports error_offset = start",
          page_local=True),
+    # The races argued after v8 (docs/domain.md, "After v8"): each changes what a thread's
+    # steps do (gmemlab.model.threads), so it matters with --interleave.
+    Knob("gup_fast_no_recheck",
+         "with --interleave: GUP-fast keeps its reference without reading the page table entry again",
+         "mm/gup.c gup_fast_pte_range: the reference is taken, then the PTE is read again and the "
+         "reference dropped if it changed; the races of conversion with GUP-fast (v8 review)",
+         page_local=True),
+    Knob("check_before_unmap",
+         "a conversion to private checks references before it unmaps the host page tables",
+         "v8 review: the refcount check runs after unmap_mapping_pages, so a failed conversion has "
+         "already torn down the host's mappings; the other order is the design question",
+         page_local=True),
+    Knob("pins_forever",
+         "a reference, once taken, is never dropped (a longterm pin: io_uring fixed buffers, VFIO DMA)",
+         "the post-v8 argument on which references count as outstanding and whether one can stay "
+         "forever (GUP longterm pins, io_uring buffers, VFIO; docs/domain.md, After v8)",
+         page_local=True),
+    Knob("populate_holds_lock",
+         "with --interleave: populate keeps the invalidate lock from its first page to its last",
+         "kvm_gmem_populate (virt/kvm/guest_memfd.c) and the races argued after v8: populate takes the "
+         "invalidate lock exclusively and releases it between pages",
+         page_local=True),
 )})
 
-# The fields of Config that are not knobs.
-CORE_FIELDS = ("proposal", "platform", "series", "page_size")
+# The fields of Config that are not knobs (folio_pages: the huge_folios knob's geometry,
+# an integer, set through gmemlab.explore.Bounds.folio_pages).
+CORE_FIELDS = ("proposal", "platform", "series", "page_size", "folio_pages")
 
 # --- limits -------------------------------------------------------------------------------
 

@@ -130,8 +130,13 @@ def recovery_html(table) -> str:
 # --- steps and verdicts -------------------------------------------------------------------
 
 def steps_html(events: list[dict], numbers: list | None = None) -> str:
-    """Numbered selftest-like calls with the model's outcome (``numbers``: e.g. trace lines)."""
+    """Numbered selftest-like calls with the model's outcome (``numbers``: e.g. trace lines).
+    Steps of an interleaving (events with a "thread") are drawn as lanes, one column per
+    thread (render.thread_lanes)."""
     from gmemlab.render.text import call_text, outcome_text
+    if numbers is None and any(ev.get("thread") for ev in events):
+        from gmemlab.render.thread_lanes import lanes_html
+        return lanes_html(events)
     nums = numbers or list(range(1, len(events) + 1))
     lis = "".join(f'<li value="{n}"><code>{esc(call_text(ev))}</code> = '
                   f"<code>{esc(outcome_text(ev.get('expect', {})))}</code></li>" for n, ev in zip(nums, events))

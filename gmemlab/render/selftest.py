@@ -245,6 +245,9 @@ def render(header: dict, events: Iterable, path: str = "<trace>", vm: str = "pla
     for i, ev in enumerate(events):
         line = ev.get("line", i + 2)
         op = ev["op"]
+        if "thread" in ev:
+            raise InputError(path, line, f"{op} on thread {ev['thread']}: a call in steps (interleavings) "
+                                         "is no single call a selftest makes; gmemlab selftest cannot express it")
         if vm == "cca" and op in NOT_ON_CCA:
             raise InputError(path, line, f"{op}: not expressible on cca: {NOT_ON_CCA[op]}; "
                                          "gmemlab selftest cannot express it")

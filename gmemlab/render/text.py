@@ -60,7 +60,7 @@ def call_text(ev: dict) -> str:
         args = [_hex(ev["offset"]), _hex(ev["size"]), ev["attributes"]]
         if ev.get("flags"):
             args.append("|".join(ev["flags"]))
-    elif op in ("pin", "unpin", "punch_hole", "guest_accept"):
+    elif op in ("pin", "unpin", "gup_fast", "punch_hole", "guest_accept"):
         args = [_hex(ev["offset"]), _hex(ev["size"])]
     elif op == "populate":
         args = [_hex(ev["offset"]), _hex(ev["size"]),
@@ -79,12 +79,18 @@ def call_text(ev: dict) -> str:
         if ev.get("new_gmem") is not None:
             args.append("new_gmem=" + ("|".join(ev["new_gmem"]) or "0"))
     proc = ev.get("process", "vmm")
-    who = "" if proc == "vmm" or not op.startswith(("host", "pin", "unpin")) else f"[{proc}] "
+    who = "" if proc == "vmm" or not op.startswith(("host", "pin", "unpin", "gup")) else f"[{proc}] "
     return f"{who}{op}({', '.join(args)})"
 
 
 def steps_text(events: list[dict], indent: str = "  ") -> str:
-    """Numbered steps, each a call and its outcome, at most 72 columns."""
+    """Numbered steps, each a call and its outcome, at most 72 columns. Steps of an
+    interleaving (events with a "thread": Bounds.interleave) are drawn as lanes, one
+    column per thread (render.thread_lanes): as a flat list their runs say nothing."""
+    if any(ev.get("thread") for ev in events):
+        from gmemlab.render.thread_lanes import lanes_text
+        return "\n".join((indent + line).rstrip()
+                         for line in lanes_text(events, WIDTH - len(indent)).split("\n"))
     lines = []
     for n, ev in enumerate(events, 1):
         lines.append(wrap(f"{n}. {call_text(ev)} = {outcome_text(ev.get('expect', {}))}",
@@ -148,6 +154,11 @@ def matrix_rows(table) -> list[tuple[str, list[str]]]:
     if any(c["huge_folio_kept"] is not None for c in cols):
         rows.append(("huge folio kept at launch", ["-" if c["huge_folio_kept"] is None else
                                                    ("yes" if c["huge_folio_kept"] else "no") for c in cols]))
+        # The TE's own entries for it (Platform.te_huge_at_launch): kept in guest_memfd
+        # and mapped huge by the TE are separate questions.
+        rows.append(("TE maps it huge at launch", ["-" if c["te_maps_huge_at_launch"] is None else
+                                                   ("yes" if c["te_maps_huge_at_launch"] else "no")
+                                                   for c in cols]))
     rows += [(p.name, [cell_text(c["invariants"][p.name]) for c in cols]) for p in ALWAYS]
     if all("vmm_recovers" in c["invariants"] for c in cols):
         rows.append(("vmm_recovers", [cell_text(c["invariants"]["vmm_recovers"]) for c in cols]))
@@ -181,8 +192,10 @@ def compare_text(table) -> str:
     name_w, col_w = 31, 13
     per = (WIDTH - name_w) // col_w
     on = [k for k in KNOBS if table.knobs.get(k)]
+    folio = getattr(table.bounds, "folio_pages", 0)
+    geometry = f" ({folio}-page folios)" if folio and table.knobs.get("huge_folios") else ""
     out = [wrap(f"{table.platform}, series {table.series}, {table.bounds.pages} page(s); knobs: "
-                + (", ".join(on) or "none")), ""]
+                + (", ".join(on) or "none") + geometry), ""]
 
     def row(label, cells):
         return (label.ljust(name_w) + "".join(str(c).ljust(col_w) for c in cells)).rstrip()

@@ -47,12 +47,12 @@ SOURCES = ("emulated", "recorded", "scenario")
 # op -> (required fields, optional fields): the schema of gmemlab.model.events.
 OPS = FIELDS
 CALLS = frozenset({"create_gmem", "set_attributes", "punch_hole", "populate",
-                   "finalize", "pin", "unpin", "map_gpa_range", "replace_memslot"})
+                   "finalize", "pin", "unpin", "map_gpa_range", "replace_memslot", "gup_fast", "run"})
 ACCESSES = frozenset({"host_read", "host_write", "guest_read", "guest_write", "guest_accept"})
 
 _HEADER_ORDER = ("format", "platform", "series", "in_place", "page_size", "source", "description")
 _EVENT_ORDER = ("op", "offset", "size", "attributes", "flags", "private", "src", "value", "new_gmem",
-                "process", "expect", "t", "note")
+                "process", "thread", "expect", "t", "note")
 _EXPECT_ORDER = ("ret", "error_offset", "done", "ok", "signal", "exit", "exception", "value")
 
 

@@ -28,10 +28,12 @@ step function of gmemlab.model.step, on a small compressed VmState:
    re-implemented here. create_gmem, which names no pages, gets a size with the same
    sign, alignment and zero-ness (size % page_size, or one page when aligned), and the
    new file is one run of what step made of its one page.
-   One rule of step() reads the whole file: with the huge_folios knob, while the huge
-   folio is intact, step.huge_folio_rule asks which page values the file holds. While
-   that can apply, the compressed state starts with one page of every value found
-   outside the window (RangeEngine._context); no event reaches them.
+   One rule of step() reads the whole file: with the huge_folios knob,
+   step.huge_folio_rule looks at every page of each huge folio of the geometry (where it
+   sits, not only which values there are) and a merge zeroes pages the event did not
+   name. While the file has huge folios (VmState.folios) every event but create_gmem
+   therefore runs on the page-level state (RangeEngine._apply_expanded): exact, and as
+   slow as step() on the whole file.
 4. Back to real coordinates: error_offset (a compressed address) maps back through the
    same table (the real offset of that run's first page); populate's "done" becomes the
    real number of pages of the compressed pages completed; the compressed post pages
@@ -79,7 +81,7 @@ from bisect import bisect_right
 from typing import Iterable, Iterator
 
 from gmemlab.invariants import ALWAYS, Transition
-from gmemlab.model.state import Config, Page, VmState
+from gmemlab.model.state import Config, Page, VmState, folio_count
 from gmemlab.model.step import FAIL, LOFF_MAX, step
 
 BLOCK = 256  # runs per block of the interval map (a split or merge costs O(BLOCK))
@@ -400,7 +402,8 @@ class RangeEngine:
         shell = self._shell()
         self._base_ok = [p.on_state(self.cfg, shell) for p in _STATE_PROPS]
         self._bad = [0] * len(_STATE_PROPS)
-        self._census: dict[Page, int] | None = {} if getattr(self.vm, "huge", False) else None
+        # No census: a file with huge folios runs on the page-level state (see apply).
+        self._census: dict[Page, int] | None = None
         for a, e, page in self.map.runs():
             m = self._mask(page)
             if m:
@@ -415,15 +418,12 @@ class RangeEngine:
                 self._bad[i] += n
 
     def _context(self, cs=(), ce=(), cp=()) -> tuple:
-        """One page of every value held outside the window [cs[0], ce[-1]).
+        """One page of every value held outside the window [cs[0], ce[-1]), for a rule of
+        step() that reads which page values the file holds (not where or how often).
 
-        step() is local (an event reads and writes only the pages it names) except for
-        one whole-file rule: with the huge_folios knob, while the huge folio is intact
-        (VmState.huge), step.huge_folio_rule looks at every page (is there more than one
-        attribute? a TE-held shared page? anything allocated?). Such a rule depends on
-        which page values the file holds, not on where or how often, so while VmState.huge
-        is set the compressed state starts with one page of each value found outside the
-        window; events never reach them (they sit before the window)."""
+        No rule needs it today: step.huge_folio_rule, the one whole-file rule, depends on
+        where pages sit, so a file with huge folios runs on the page-level state instead
+        (apply, _apply_expanded) and the census stays None: this returns ()."""
         if self._census is None:
             return ()
         inside: dict[Page, int] = {}
@@ -436,6 +436,8 @@ class RangeEngine:
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
         ps, n = self.cfg.page_size, self.map.n
         op = ev["op"]
+        if self.vm.folios and op != "create_gmem":
+            return self._apply_expanded(ev)  # step.huge_folio_rule reads whole folios
         if op in _ONE_PAGE_OPS and self._census is None:
             off = ev["offset"]
             size = ev.get("size")
@@ -589,8 +591,11 @@ class RangeEngine:
             if ev["op"] == "create_gmem" and post.created and post != pre:
                 if len(post.pages) != 1:
                     raise AssertionError("create_gmem of one page made another number")
-                self.map = RunMap(ev["size"] // self.cfg.page_size, self._canon(post.pages[0]))
-                self.vm = post._replace(pages=())
+                n = ev["size"] // self.cfg.page_size
+                self.map = RunMap(n, self._canon(post.pages[0]))
+                # The huge folios of the real file, not of its one compressed page.
+                folios = (True,) * folio_count(n, self.cfg.folio_pages) if self.cfg.huge_folios else ()
+                self.vm = post._replace(pages=(), folios=folios)
                 self._recount()
             elif post.pages != ctx:
                 raise AssertionError(f"{ev['op']} without an offset touched pages")

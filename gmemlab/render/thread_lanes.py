@@ -1,0 +1,178 @@
+"""Thread lanes: an interleaved counterexample drawn as one column per thread.
+
+A counterexample of an interleaved exploration (Bounds.interleave, gmemlab.model.threads)
+is a flat list of events: a call event begins a thread's call (its outcome is
+``{"pending": true}``), and each ``{"op": "run", "thread": T}`` takes T's next step,
+the last of which returns the call's outcome. Read as a list, the run steps say nothing
+("run() = ok"); read as lanes, each thread's column shows the call it began and, under
+it, its steps in time, so the race is where the columns cross.
+
+One row per event, in the order of the counterexample; a row's one non-empty cell sits
+in its thread's column (THREADS order, only the threads present). An event without a
+thread (create_gmem, the atomic setup) spans the row. The cells:
+
+- a call begun: the call in the form of the flat step list (render.text.call_text);
+- a step of it: ``. step k`` (its k-th step since it began), ``. blocked`` (it waited
+  for the invalidate lock another thread holds and changed nothing);
+- the step that ends it: ``-> outcome`` (render.text.outcome_text).
+
+The text form is ASCII and at most ``width`` columns (render.text: mailing-list
+replies); a cell that does not fit its column wraps inside it. The HTML form is one
+self-contained table (no external assets), every text escaped.
+
+>>> evs = [{"op": "create_gmem", "size": 4096, "flags": ("MMAP",), "expect": {"ret": 0}},
+...        {"op": "punch_hole", "offset": 0, "size": 4096, "thread": "vmm", "expect": {"pending": True}},
+...        {"op": "host_read", "offset": 0, "thread": "io", "expect": {"pending": True}},
+...        {"op": "run", "thread": "vmm", "expect": {"pending": True}},
+...        {"op": "run", "thread": "io", "expect": {"blocked": True}},
+...        {"op": "run", "thread": "vmm", "expect": {"ret": 0}},
+...        {"op": "run", "thread": "io", "expect": {"ok": True, "value": 0}}]
+>>> print(lanes_text(evs, width=60))
+   vmm                          io
+   ---------------------------  ---------------------------
+1  create_gmem(0x1000, MMAP) = 0
+2  punch_hole(0x0, 0x1000)
+3                               host_read(0x0)
+4  . step 1
+5                               . blocked
+6  -> 0
+7                               -> ok value=0
+<BLANKLINE>
+. step k: the call's k-th step; . blocked: it waited for the
+lock another thread holds; -> the step that ends the call,
+its outcome.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from typing import NamedTuple
+
+from gmemlab.spec import THREADS
+
+GAP = 2
+LEGEND = ("{dot} step k: the call's k-th step; {dot} blocked: it waited for the lock another "
+          "thread holds; {arrow} the step that ends the call, its outcome.")
+
+
+class Row(NamedTuple):
+    """One event of the counterexample as a lane cell."""
+
+    number: int          # 1-based position in the counterexample
+    thread: str | None   # its lane (None: an atomic event, the row spans every lane)
+    kind: str            # "call", "step", "blocked", "end" or "atomic"
+    text: str            # the cell's text
+
+
+def rows(events: list) -> list[Row]:
+    """The cells of the lanes, one per event in order (both forms draw these).
+
+    A run's step number counts the runs of its thread since its call began, leaving
+    out the blocked ones (a blocked step changes nothing: gmemlab.model.threads)."""
+    from gmemlab.render.text import call_text, outcome_text
+    out, steps = [], {}
+    for n, ev in enumerate(events, 1):
+        thread, expect = ev.get("thread"), ev.get("expect", {})
+        if thread is None:
+            out.append(Row(n, None, "atomic", f"{call_text(ev)} = {outcome_text(expect)}"))
+        elif ev["op"] != "run":
+            steps[thread] = 0
+            # A begin is pending; any other answer (busy) is said.
+            tail = "" if expect.get("pending") or not expect else f" = {_answer(expect)}"
+            out.append(Row(n, thread, "call", call_text(ev) + tail))
+        elif expect.get("blocked"):
+            out.append(Row(n, thread, "blocked", "blocked"))
+        elif expect.get("pending"):
+            steps[thread] = steps.get(thread, 0) + 1
+            out.append(Row(n, thread, "step", f"step {steps[thread]}"))
+        elif expect.get("idle") or expect.get("busy"):
+            out.append(Row(n, thread, "step", _answer(expect)))
+        else:
+            steps.pop(thread, None)
+            out.append(Row(n, thread, "end", outcome_text(expect)))
+    return out
+
+
+def _answer(expect: dict) -> str:
+    from gmemlab.render.text import outcome_text
+    for k in ("busy", "idle", "blocked", "pending"):
+        if expect.get(k):
+            return k
+    return outcome_text(expect)
+
+
+def threads_of(events: list) -> list[str]:
+    """The threads present, in THREADS order (a thread the model does not name last)."""
+    seen = {ev["thread"] for ev in events if ev.get("thread")}
+    return [t for t in THREADS if t in seen] + sorted(seen - set(THREADS))
+
+
+_MARK = {"step": ". ", "blocked": ". ", "end": "-> "}
+
+
+def lanes_text(events: list, width: int = 72) -> str:
+    """The lanes as plain ASCII text of at most ``width`` columns (see the module doc)."""
+    lanes = threads_of(events)
+    table = rows(events)
+    num_w = len(str(len(events))) + 2
+    n = max(1, len(lanes))
+    col_w = max(8, (width - num_w - GAP * (n - 1)) // n)
+    out = [(" " * num_w + (" " * GAP).join(t.ljust(col_w) for t in lanes)).rstrip(),
+           (" " * num_w + (" " * GAP).join("-" * col_w for _ in lanes)).rstrip()]
+    for r in table:
+        if r.thread is None:
+            cells = _wrap(r.text, max(8, width - num_w))
+            at = 0
+        else:
+            cells = _wrap(_MARK.get(r.kind, "") + r.text, col_w)
+            at = lanes.index(r.thread) * (col_w + GAP)
+        for j, line in enumerate(cells):
+            head = str(r.number).ljust(num_w) if j == 0 else " " * num_w
+            out.append((head + " " * at + line).rstrip())
+    out += ["", textwrap.fill(LEGEND.format(dot=".", arrow="->"), width=width, break_on_hyphens=False)]
+    return "\n".join(out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """text in lines of at most width, continuation lines indented by two."""
+    return textwrap.wrap(text, width=width, subsequent_indent="  ", break_long_words=True,
+                         break_on_hyphens=False) or [""]
+
+
+_CELL_STYLE = {
+    "call": "font-weight:bold",
+    "step": "color:#666",
+    "blocked": "color:#8a5a00;background:#fff1b8",
+    "end": "background:#e8f0fe",
+}
+
+
+def lanes_html(events: list) -> str:
+    """The lanes as an HTML table, one column per thread (see the module doc)."""
+    lanes = threads_of(events)
+    esc = html.escape
+    head = '<th style="padding:2px 6px">#</th>' + "".join(
+        f'<th style="text-align:left;padding:2px 6px;border-bottom:1px solid #888">{esc(t)}</th>'
+        for t in lanes)
+    body = []
+    for r in rows(events):
+        num = f'<td style="color:#888;text-align:right;padding:1px 6px">{r.number}</td>'
+        if r.thread is None:
+            body.append(f"<tr>{num}<td colspan=\"{max(1, len(lanes))}\" style=\"padding:1px 6px\">"
+                        f"<code>{esc(r.text)}</code></td></tr>")
+            continue
+        mark = {"step": "&middot; ", "blocked": "&middot; ", "end": "&rarr; "}.get(r.kind, "")
+        tds = []
+        for t in lanes:
+            if t != r.thread:
+                tds.append('<td style="border-left:1px solid #ddd"></td>')
+                continue
+            style = _CELL_STYLE.get(r.kind, "")
+            tds.append(f'<td style="border-left:1px solid #ddd;padding:1px 6px;{style}">'
+                       f"{mark}<code>{esc(r.text)}</code></td>")
+        body.append(f"<tr>{num}{''.join(tds)}</tr>")
+    legend = esc(LEGEND.format(dot="\u00b7", arrow="\u2192"))
+    return ('<div class="gml-thread-lanes"><table style="border-collapse:collapse;font-size:90%">'
+            f"<tr>{head}</tr>{''.join(body)}</table>"
+            f'<div style="font-size:85%;color:#555">{legend}</div></div>')
