@@ -105,12 +105,18 @@ class Bounds:
 # vhost, a DMA setup); a third is a vCPU. With fewer threads the first takes the calls
 # of the missing ones, so one thread makes every call of the atomic model.
 THREADS = ("vmm", "io", "vcpu")
+# With the memory_failures knob, the kernel's memory-failure handler is one more thread
+# beside them (memory_failure -> kvm_gmem_error_folio runs in whatever context found the
+# error, not in a thread of the VMM).
+HANDLER = "mce"
 _HOST_OPS = ("host_write", "host_read", "pin", "unpin", "gup_fast")
 _GUEST_OPS = ("guest_read", "guest_write", "guest_accept")
 
 
 def thread_of(op: str, threads: int) -> str:
     """The thread making op's calls with ``threads`` threads (see THREADS)."""
+    if op == "memory_failure":
+        return HANDLER
     if op in _GUEST_OPS and threads >= 3:
         return "vcpu"
     if op in _HOST_OPS and threads >= 2:
@@ -228,6 +234,9 @@ class Spec:
             converts = cfg.rules.populate_converts
             acts += [a.replace(**{FAIL: "ENOMEM"}) for a in list(acts)
                      if a["op"] == "set_attributes" or (a["op"] == "populate" and converts)]
+        if cfg.memory_failures:
+            # knob: a memory error in each page's folio (step.memory_failure)
+            acts += [event("memory_failure", offset=i * ps) for i in range(b.pages)]
         for i in range(b.pages):
             for private in ((True, False) if cfg.has_te else (True,)):
                 acts.append(event("guest_read", offset=i * ps, private=private))
@@ -246,7 +255,13 @@ class Spec:
             if a["op"] == "pin" and n >= 2:
                 a = a.replace(op="gup_fast")
             out.append(a.replace(thread=thread_of(a["op"], n)))
-        return out + [event("run", thread=t) for t in THREADS[:n]]
+        return out + [event("run", thread=t) for t in self.thread_names]
+
+    @functools.cached_property
+    def thread_names(self) -> tuple:
+        """The threads of an interleaved exploration, in the order Spec.ample tries them."""
+        n = self.bounds.interleave
+        return THREADS[:n] + ((HANDLER,) if n and self.config.memory_failures else ())
 
     def ample(self, s: VmState) -> frozenset | None:
         """Partial-order reduction: the actions to take in s, or None for all of them.
@@ -265,7 +280,7 @@ class Spec:
         if not (self.bounds.interleave and self.bounds.reduce) or not s.created:
             return None
         busy = {c.thread for c in s.threads}
-        for t in THREADS[:self.bounds.interleave]:
+        for t in self.thread_names:
             if t not in busy:
                 return self._begins[t]
         return None
@@ -273,4 +288,4 @@ class Spec:
     @functools.cached_property
     def _begins(self) -> dict:
         return {t: frozenset(k for k, a in enumerate(self.actions) if a.get("thread") == t and a["op"] != "run")
-                for t in THREADS[:self.bounds.interleave]}
+                for t in self.thread_names}

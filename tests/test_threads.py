@@ -190,3 +190,37 @@ def test_explore_cli_interleaves(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gmemlab", "explore", "--interleave", "4"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_a_memory_error_poisons_the_folio_and_every_way_in_says_so():
+    """memory_failure -> kvm_gmem_error_folio: the folio stays, poisoned; the guest gets
+    EHWPOISON, a host fault SIGBUS, a pin EHWPOISON, populate stops there; a punched hole
+    frees it."""
+    cfg = Config(platform="snp")
+    s = step(cfg, VmState(), event("create_gmem", size=8192, flags=("MMAP", "INIT_SHARED"))).state
+    s = step(cfg, s, event("host_write", offset=0, value=65)).state
+    s, out = _s(cfg, s, op="memory_failure", offset=0)
+    assert out == {"ok": True} and s.pages[0].poisoned and s.pages[0].mapped == ()
+    assert _s(cfg, s, op="host_read", offset=0)[1] == {"signal": "SIGBUS"}
+    assert _s(cfg, s, op="pin", offset=0, size=4096)[1] == {"ret": "EHWPOISON"}
+    s2, out = _s(cfg, s, op="set_attributes", offset=0, size=8192, attributes="private")
+    assert out == {"ret": 0}
+    assert _s(cfg, s2, op="populate", offset=0, size=8192, src=None)[1] == {"ret": "EIO", "done": 0}
+    s3, out = _s(cfg, s, op="punch_hole", offset=0, size=4096)
+    assert out == {"ret": 0} and not s3.pages[0].poisoned
+    # an index with no folio has nothing to fail
+    assert _s(cfg, s, op="memory_failure", offset=4096)[0] == s
+
+
+def test_the_memory_error_handler_waits_for_the_invalidate_lock():
+    cfg = Config(platform="snp", memory_failures=True)
+    s = step(cfg, VmState(), event("create_gmem", size=4096, flags=("MMAP", "INIT_SHARED"))).state
+    s = step(cfg, s, event("host_write", offset=0, value=65)).state
+    s, _ = _s(cfg, s, op="set_attributes", offset=0, size=4096, attributes="private", thread="vmm")
+    s, _ = _s(cfg, s, op="memory_failure", offset=0, thread="mce")
+    s, outs = _run(cfg, s, "vmm", "mce")
+    assert outs == [{"pending": True}, {"blocked": True}]
+    s, outs = _run(cfg, s, "vmm", "vmm", "vmm", "vmm", "mce")
+    assert outs[-2] == {"ret": 0} and outs[-1] == {"ok": True} and s.pages[0].poisoned
+    x = explore(cfg, Bounds(pages=1, interleave=2))
+    assert any(a.get("thread") == "mce" for a in x.actions)

@@ -101,6 +101,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # one more step of the call the event's "thread" has in flight.
     "gup_fast": (("offset", "size"), ()),
     "run": ((), ()),
+    # Added with the memory-failure actor: a memory error in the folio at offset.
+    "memory_failure": (("offset",), ()),
 }
 
 

@@ -71,6 +71,10 @@ class Page(NamedTuple):
     # exploration, is unchanged. Page-local on purpose (the engines need no new VM-wide
     # field); the memslot is one contiguous range, as replace_memslot makes it.
     noslot: bool = False
+    # The folio had a memory error (memory_failure: PG_hwpoison). guest_memfd keeps it in
+    # the file (kvm_gmem_error_folio returns MF_DELAYED: what to do is userspace's call);
+    # punching the hole frees it. False everywhere unless a memory_failure event says so.
+    poisoned: bool = False
 
 
 class Call(NamedTuple):
@@ -167,6 +171,9 @@ class Config:
     # Knob: a reference, once taken, stays (a longterm GUP pin: an io_uring fixed buffer,
     # VFIO DMA): nothing unpins. Which references can stay forever is argued after v8.
     pins_forever: bool = False
+    # Knob: the explorer also tries a memory error in each page's folio (memory_failure ->
+    # kvm_gmem_error_folio; with --interleave, the handler is a thread of its own).
+    memory_failures: bool = False
 
     def __post_init__(self):
         # The names live in the one registry (gmemlab.model.vocab), imported here rather

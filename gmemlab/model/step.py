@@ -342,6 +342,10 @@ def _host_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
     page = s.pages[i]
     if page.private:
         return Result(s, {"signal": "SIGBUS"})  # selftest fault_private
+    if page.poisoned and ev.get("process", "vmm") not in page.mapped:
+        # kvm_gmem_fault_user_mapping: a hwpoisoned folio is VM_FAULT_HWPOISON (SIGBUS);
+        # memory_failure unmapped it from every process (see memory_failure below).
+        return Result(s, {"signal": "SIGBUS"})
     page = _host_fault(s, page, ev.get("process", "vmm"))
     if page.te != TE_NONE:
         # Only reachable when a proposal lets the TE hold a KVM-shared page.
@@ -384,6 +388,10 @@ def pin(cfg: Config, s: VmState, ev: dict) -> Result:
         return Result(s, ret("EFAULT") if ev["size"] else ret("EINVAL"))
     if any(s.pages[i].private for i in span):
         return Result(s, ret("EFAULT"))
+    if any(s.pages[i].poisoned and ev.get("process", "vmm") not in s.pages[i].mapped for i in span):
+        # GUP's fault meets VM_FAULT_HWPOISON (kvm_gmem_fault_user_mapping): -EHWPOISON
+        # (mm/gup.c, vm_fault_to_errno). Assumption A-pin-all-or-nothing: no reference.
+        return Result(s, ret("EHWPOISON"))
     process = ev.get("process", "vmm")
     changes, effects = {}, set()
     for i in span:
@@ -549,6 +557,9 @@ def _populate_page(cfg: Config, s: VmState, pages: list, ev: dict, i: int) -> tu
             err = "EINVAL"
         return err, True, frozenset(effects)
     page = pages[i]
+    if page.poisoned:
+        # __kvm_gmem_get_pfn: folio_test_hwpoison -> -EHWPOISON, kvm_gmem_populate stops.
+        return "EHWPOISON", True, frozenset(effects)
     unprepared = not page.uptodate
     if series.populate_gets_folio_first:
         # v13 __kvm_gmem_populate: __kvm_gmem_get_pfn (allocate; zero if not up to date)
@@ -638,6 +649,22 @@ def _populate_convert(s: VmState, page: Page, ev: dict, busy_errno: str) -> tupl
     return page, None
 
 
+def memory_failure(cfg: Config, s: VmState, ev: dict) -> Result:
+    """A memory error in the page's folio (mm/memory-failure.c: memory_failure marks it
+    PG_hwpoison and unmaps it from every process, then the mapping's error handler runs):
+    kvm_gmem_error_folio (virt/kvm/guest_memfd.c) takes the invalidate lock shared,
+    invalidates the folio's range (kvm_gmem_invalidate_begin/end: the stage-2 mappings
+    go, Platform.zap_private for a private page) and leaves the folio in the file
+    (MF_DELAYED). An index with no folio has nothing to fail."""
+    i = ev["offset"] // cfg.page_size
+    if i >= len(s.pages) or not s.pages[i].allocated or s.pages[i].poisoned:
+        return Result(s, OK)
+    page = s.pages[i]
+    if page.private:
+        page = PLATFORMS[cfg.platform].zap_private(page)
+    return Result(s.replace_pages({i: page._replace(poisoned=True, mapped=())}), OK)
+
+
 def finalize(cfg: Config, s: VmState, ev: dict) -> Result:
     """KVM_SEV_SNP_LAUNCH_FINISH / KVM_TDX_FINALIZE_VM.
 
@@ -672,6 +699,11 @@ def _guest_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
     if i >= len(s.pages) or s.pages[i].noslot:
         return Result(s, _noslot_exit(platform, ev["private"]))
     page = s.pages[i]
+    if page.poisoned:
+        # kvm_gmem_get_pfn: a hwpoisoned folio is -EHWPOISON, which KVM_RUN returns (the
+        # comment in kvm_gmem_error_folio: "KVM can either terminate the VM or propagate
+        # the error to userspace"); a shared access faults the host mapping: SIGBUS there.
+        return Result(s, ret("EHWPOISON"))
     if platform.has_te and ev["private"] != page.private:
         # The view disagrees with the attribute: KVM_EXIT_MEMORY_FAULT. On sw_protected
         # KVM takes the access type from the attribute, so there is no mismatch.
@@ -817,6 +849,7 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
     # Without a thread, GUP-fast is a pin: with nothing running beside it, its fast path
     # and its slow path end alike (gmemlab.model.threads has its steps).
     "gup_fast": pin,
+    "memory_failure": memory_failure,
     "run": lambda cfg, s, ev: Result(s, {"idle": True}),   # a run without a thread runs nothing
 }
 

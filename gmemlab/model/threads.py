@@ -35,7 +35,9 @@ The steps of each call, and the lock they take (the file's invalidate lock,
   while another thread holds it exclusively; one that does not fault takes no lock.
   Assumption A-guest-fault-waits: a guest access waits as well (a vCPU fault inside an
   invalidation retries, mmu_invalidate_in_progress, until it ends). The rest (create,
-  finalize, unpin, ...) takes no lock.
+  finalize, unpin, ...) takes no lock. A memory error (memory_failure, with the
+  memory_failures knob) is one step of the kernel's handler, thread "mce": it takes the
+  invalidate lock shared (kvm_gmem_error_folio), so it waits for a conversion too.
 
 Transition properties see a run step as a step of its call (invariants.Transition.call).
 """
@@ -54,6 +56,8 @@ PLANNED = ("set_attributes", "punch_hole")
 HOST_FAULTS = ("host_read", "host_write", "pin")
 # Assumption A-guest-fault-waits (see the module docstring).
 GUEST_WAITS = ("guest_read", "guest_write", "guest_accept")
+# kvm_gmem_error_folio takes the invalidate lock shared (virt/kvm/guest_memfd.c).
+SHARED_LOCK = ("memory_failure",)
 
 
 def _calls(s: VmState) -> dict:
@@ -118,7 +122,7 @@ def _advance(cfg: Config, s: VmState, call: Call) -> M.Result:
     if op == "gup_fast":
         return _gup_fast(cfg, s, call)
     # one step: the call itself, once the lock it needs is free
-    if op in HOST_FAULTS and _faults(cfg, s, ev) or op in GUEST_WAITS:
+    if op in HOST_FAULTS and _faults(cfg, s, ev) or op in GUEST_WAITS or op in SHARED_LOCK:
         if _locked_by_other(s, thread):
             return M.Result(s, BLOCKED)
     return _end(s, thread, M.step(cfg, s, ev), False)

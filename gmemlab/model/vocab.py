@@ -116,6 +116,11 @@ KNOBS = MappingProxyType({k.name: k for k in (
          "the post-v8 argument on which references count as outstanding and whether one can stay "
          "forever (GUP longterm pins, io_uring buffers, VFIO; docs/domain.md, After v8)",
          page_local=True),
+    Knob("memory_failures",
+         "the explorer also tries a memory error in each page's folio (hwpoison: kvm_gmem_error_folio)",
+         "kvm_gmem_error_folio (virt/kvm/guest_memfd.c): invalidate, keep the folio (MF_DELAYED), "
+         "get_pfn then returns -EHWPOISON; memory failure during conversion or populate is argued after v8",
+         page_local=True),
     Knob("populate_holds_lock",
          "with --interleave: populate keeps the invalidate lock from its first page to its last",
          "kvm_gmem_populate (virt/kvm/guest_memfd.c) and the races argued after v8: populate takes the "
