@@ -266,13 +266,19 @@ def _run_processes(points: list[Point], workers: int | None) -> list[dict]:
             signal.signal(signal.SIGTERM, old_term)
 
 
-def _run_dask(points: list[Point], scheduler: str, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
+def dask_client(scheduler: str, connect_timeout: float, who: str):
+    """A distributed.Client of the scheduler, connected within connect_timeout (_connect);
+    MissingExtra naming ``who`` without the 'sweep' extra."""
     try:
         from distributed import Client
     except ImportError as e:
-        raise MissingExtra("the dask engine needs the 'sweep' extra: pip install 'gmemlab[sweep]' "
+        raise MissingExtra(f"{who} needs the 'sweep' extra: pip install 'gmemlab[sweep]' "
                            f"(dask[distributed]); {e}") from None
-    client = _connect(Client, scheduler, connect_timeout)
+    return _connect(Client, scheduler, connect_timeout)
+
+
+def _run_dask(points: list[Point], scheduler: str, connect_timeout: float = CONNECT_TIMEOUT) -> list[dict]:
+    client = dask_client(scheduler, connect_timeout, "the dask engine")
     try:
         futures = client.map(run_point, points, pure=False)
         return client.gather(futures)

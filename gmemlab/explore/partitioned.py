@@ -221,7 +221,7 @@ def explore_partitioned(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool =
     The same Exploration as explore(cfg, bounds, symmetry, ...), id for id."""
     from gmemlab.explore.search import search
     from gmemlab.model.vocab import ENGINES
-    from gmemlab.sweep import CONNECT_TIMEOUT, MissingExtra, _connect
+    from gmemlab.sweep import CONNECT_TIMEOUT, dask_client
 
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
@@ -231,12 +231,7 @@ def explore_partitioned(cfg: Config, bounds: Bounds = Bounds(), symmetry: bool =
     spec = Spec(cfg, bounds, symmetry=symmetry)   # before connecting: bad bounds fail fast
     own = client is None
     if own:
-        try:
-            from distributed import Client
-        except ImportError as e:
-            raise MissingExtra("--scheduler needs the 'sweep' extra: pip install 'gmemlab[sweep]' "
-                               f"(dask[distributed]); {e}") from None
-        client = _connect(Client, scheduler, timeout)
+        client = dask_client(scheduler, timeout, "--scheduler")
     try:
         table = PartitionedTable(client, timeout=timeout)
         try:

@@ -228,6 +228,11 @@ class RunMap:
         for k in (p2, p1):  # the two seams, right one first so p1 stays valid
             if 0 < k < len(S) and G[k] == G[k - 1]:
                 del S[k], G[k]
+        self._split_if_long(b)
+
+    def _split_if_long(self, b: int) -> None:
+        """Block b cut in two halves once it holds more than 2 * BLOCK runs."""
+        S, G = self._starts[b], self._pages[b]
         if len(S) > 2 * BLOCK:
             half = len(S) // 2
             self._starts[b + 1:b + 1] = [S[half:]]
@@ -278,12 +283,7 @@ class RunMap:
         else:  # inside the run: it splits around the page
             S[j + 1:j + 1] = [p, p + 1]
             G[j + 1:j + 1] = [page, old]
-        if len(S) > 2 * BLOCK:
-            half = len(S) // 2
-            self._starts[b + 1:b + 1] = [S[half:]]
-            self._pages[b + 1:b + 1] = [G[half:]]
-            self._mins.insert(b + 1, S[half])
-            del S[half:], G[half:]
+        self._split_if_long(b)
 
     def expand(self) -> tuple:
         """Every page, as the page-level VmState holds them."""
