@@ -204,10 +204,10 @@ class Engine:
         """Bit k set where state_fns[k] holds on s."""
         return sum(1 << k for k, f in enumerate(self.state_fns) if f(self.cfg, s))
 
-    def _step_action(self, a: int, R: np.ndarray, C: np.ndarray, want: int, A: int, symmetric: bool,
-                     out: dict) -> None:
-        """Action a on every state of the batch through step() itself."""
-        self._step_actions([a], R, C, want, A, symmetric, out)
+    def whole_state_bits(self, rows: np.ndarray, cids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """state_bits judged on each whole state (both halves alike)."""
+        b = np.array([self.bits_of(self.codec.state(int(c), r.tolist())) for c, r in zip(cids, rows)], np.int64)
+        return b, b
 
     def _step_actions(self, acts: list[int], R: np.ndarray, C: np.ndarray, want: int, A: int,
                       symmetric: bool, out: dict) -> None:
@@ -244,7 +244,7 @@ class Engine:
 
     def _finish(self, parts: list[tuple], out: dict, F: int, A: int,
                 invalid: np.ndarray | None = None) -> Expansion:
-        """The Expansion of the lookups' parts and of what _step_action collected in out."""
+        """The Expansion of the lookups' parts and of what _step_actions collected in out."""
         flats = [p[0] for p in parts] + [np.array(out["flat"], np.int64)]
         rows = [p[1] for p in parts] + [np.array(out["rows"], np.int32).reshape(-1, self.n)]
         cids = [p[2] for p in parts] + [np.array(out["cids"], np.int32)]
@@ -314,8 +314,7 @@ class ReferenceEngine(Engine):
         return self._finish([], out, len(C), A)
 
     def state_bits(self, rows: np.ndarray, cids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        b = np.array([self.bits_of(self.codec.state(int(c), r.tolist())) for c, r in zip(cids, rows)], np.int64)
-        return b, b
+        return self.whole_state_bits(rows, cids)
 
 
 class FastEngine(Engine):
@@ -763,6 +762,9 @@ class FastEngine(Engine):
             try:
                 self._plan_compiled(a, keys, R, C, want, symmetric, lay, dense, invalid, tf)
             except NotLocal:
+                # step() answers it instead (expand below): drop what the pass wrote
+                dense.reshape(F, A)[:, a] = -1
+                invalid.reshape(F, A)[:, a] = False
                 self.kind[a] = "step"
         ex = self.expand(R, C, want, symmetric, skip=set(acts) | set(plans))
         lay.check(self.codec)
@@ -869,8 +871,7 @@ class FastEngine(Engine):
         if self.spec.bounds.interleave:
             # A thread's call names its pages (threads.speculative_refs): a context
             # with one page alone would misplace them. Judge the whole states.
-            b = np.array([self.bits_of(codec.state(int(c), r.tolist())) for c, r in zip(cids, rows)], np.int64)
-            return b, b
+            return self.whole_state_bits(rows, cids)
         sv = self.SV[cids]
         if (sv < 0).any():
             for cid in np.unique(cids[sv < 0]).tolist():

@@ -28,6 +28,7 @@ under the same ids, the same transitions in the same order, the same discoveries
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from array import array
@@ -140,7 +141,7 @@ def search(spec: Spec, engine: str = "fast", progress=False, max_states: int = 5
 
     progress: a line on stderr (True), or a callable (see Progress). table: where the
     keys found so far live (``lookup(keys) -> state ids or -1``, ``add(sorted new keys,
-    their ids)``, ``close()``); by default a _Visited in this process. max_states,
+    their ids)``, ``close()``); by default gmemlab.explore.table.new_table(). max_states,
     max_memory (bytes of the state store, see Exploration.store_bytes): past either the
     search ends cleanly with what it found (``incomplete``).
     """
@@ -168,7 +169,7 @@ def search(spec: Spec, engine: str = "fast", progress=False, max_states: int = 5
     keys, par, pact, goal = _Grow(np.int64), _Grow(np.int32), _Grow(np.int16), _Grow(bool)
     level = [0]
     visited = new_table() if table is None else table
-    assign = getattr(visited, "assign", None) or (lambda *a: assign_with(visited, *a[:4]))
+    assign = getattr(visited, "assign", None) or functools.partial(assign_with, visited)
     # The successors of the expanded states that are not goal states (all no_stuck_state
     # needs): their ids, successor counts, successors (self loops left out).
     ng_ids, ng_cnt, ng_dst = _Grow(np.int32), _Grow(np.int32), _Grow(np.int32)

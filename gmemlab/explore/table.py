@@ -14,31 +14,26 @@ Two tables give the same answers (tests/test_table.py holds them to it):
 
 from __future__ import annotations
 
-import os
-import threading
-
 import numpy as np
+
+# numba (or GMEMLAB_NO_NUMBA), the cores and the per-call threads are the compiled
+# passes' own: one place says whether the explorer is compiled and how it splits work.
+from gmemlab.explore.compiled import njit, over_rows
 
 GROWTH = 1.5          # sorted buffers grow by half
 MAX_LOAD = 0.7        # the hash table doubles past this load
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-try:                  # the compiled pass is optional: without numba, SortedTable
-    if os.environ.get("GMEMLAB_NO_NUMBA"):
-        raise ImportError("GMEMLAB_NO_NUMBA is set")
-    from numba import njit
-except ImportError:   # pragma: no cover - exercised by tests through GMEMLAB_NO_NUMBA
-    njit = None
 
 
-def assign_with(table, dense: np.ndarray, head: int, A: int, next_id: int) -> tuple[np.ndarray, np.ndarray]:
+def assign_with(table, dense: np.ndarray, head: int, A: int, next_id: int,
+                need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The generic assign over ``lookup``/``add`` (see the module docstring).
 
     dense: the successor key of each transition of the batch, in (state, action) order
     (state head + i // A, action i % A), -1 where the transition stays in its state or
     leaves the boundary. Returns (dst: each transition's state id, its own state where
     dense is -1; new: the indices into dense of the first transition reaching each new
-    state, in the order of their new ids next_id, next_id + 1, ...).
+    state, in the order of their new ids next_id, next_id + 1, ...). need: which states'
+    dst the caller reads (HashTable.assign skips the others); all of them here.
     """
     dst = head + np.arange(len(dense), dtype=np.int32) // A
     flat = np.flatnonzero(dense >= 0)
@@ -103,7 +98,7 @@ class SortedTable:
         self.n = n + m
 
     def assign(self, dense, head, A, next_id, need=None):
-        return assign_with(self, dense, head, A, next_id)
+        return assign_with(self, dense, head, A, next_id, need)
 
     @property
     def nbytes(self) -> int:
@@ -192,24 +187,15 @@ if njit is not None:
 
 
 def probe(dense, head, A, tk, tv, bits, need, dst) -> np.ndarray:
-    """_probe over dense split across the cores, in threads made for the call (the
-    compiled code drops the GIL; no pool outlives the call, so a process forked later
-    inherits no thread it lacks). Returns the indices not found, in order."""
-    n = len(dense) // A
-    k = min(CORES, max(1, (n * A) >> 16))
-    cuts = [A * (n * j // k) for j in range(k + 1)]           # on state boundaries
+    """_probe over dense split across the cores on state boundaries (compiled.over_rows:
+    threads made for the call). Returns the indices not found, in order."""
     miss = np.empty(len(dense), np.int64)
-    found = [0] * k
+    found: dict[int, tuple[int, int]] = {}
 
-    def run(j):
-        found[j] = _probe(dense, cuts[j], cuts[j + 1], head, A, tk, tv, bits, need, dst, miss)
-    threads = [threading.Thread(target=run, args=(j,)) for j in range(1, k)]
-    for t in threads:
-        t.start()
-    run(0)
-    for t in threads:
-        t.join()
-    return np.concatenate([miss[cuts[j]:cuts[j] + found[j]] for j in range(k)])
+    def run(lo, hi, j):
+        found[j] = (lo * A, _probe(dense, lo * A, hi * A, head, A, tk, tv, bits, need, dst, miss))
+    k = over_rows(len(dense) // A, run)
+    return np.concatenate([miss[start:start + n] for start, n in (found[j] for j in range(k))])
 
 
 class HashTable:
