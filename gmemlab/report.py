@@ -68,6 +68,17 @@ def declared_parameters(path: str) -> set[str]:
     return set(papermill.inspect_notebook(path))
 
 
+# A kernel can die before it answers its first request through no fault of the notebook:
+# jupyter_client picks the kernel's five TCP ports by binding port 0 and letting go
+# (LocalPortCache.find_available_port, jupyter_client/connect.py: a cache that keeps two
+# kernels of one process apart, not two processes), and another process starting at that
+# moment (the second notebook of a two-at-a-time run) can take one; the kernel then exits
+# with EADDRINUSE. Nothing of the notebook has run, so it
+# starts again with fresh ports, at most KERNEL_STARTS times in all.
+KERNEL_DIED = "Kernel died before replying to kernel_info"
+KERNEL_STARTS = 3
+
+
 def execute(name: str, params: dict, out_path: str, nbdir: str | None = None, timeout: int = 1800) -> None:
     """Run one notebook under papermill in a fresh process; only the parameters it declares.
 
@@ -79,10 +90,16 @@ def execute(name: str, params: dict, out_path: str, nbdir: str | None = None, ti
     params = {k: v for k, v in params.items() if k in known}
     cmd = [sys.executable, "-m", "papermill", src, out_path, "--cwd", nbdir, "--no-progress-bar",
            "--execution-timeout", str(timeout), "-y", json.dumps(params, sort_keys=True)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
-        raise UsageError(f"notebook {name} failed:\n{tail}")
+    for attempt in range(1, KERNEL_STARTS + 1):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        said = (r.stderr or r.stdout).strip()
+        if KERNEL_DIED not in said:
+            break
+    tail = "\n".join(said.splitlines()[-15:])
+    again = f" (its kernel died at start {attempt} times)" if KERNEL_DIED in said else ""
+    raise UsageError(f"notebook {name} failed{again}:\n{tail}")
 
 
 def clean(nb) -> None:

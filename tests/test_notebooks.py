@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from gmemlab.errors import UsageError
 from gmemlab.explore import Bounds
 from gmemlab.explore.compare import compare
 from gmemlab.model.vocab import PROPOSALS, SERIES
@@ -61,6 +62,26 @@ SECOND = {
 CASES = [(n, which) for n in NOTEBOOKS for which in ("defaults", "second")]
 
 
+class Runs(dict):
+    """Executed notebooks by case. A case whose run failed holds its error, raised by the
+    test that reads it: one notebook that fails fails its own tests, not the module's."""
+
+    @staticmethod
+    def isolated(run):
+        def one(case):
+            try:
+                return run(case)
+            except Exception as e:  # noqa: BLE001 - kept for the case's own tests
+                return case[:2], e
+        return one
+
+    def __getitem__(self, key):
+        got = super().__getitem__(key)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Every notebook x parameter set, executed two at a time (one kernel each)."""
@@ -81,7 +102,7 @@ def runs(tmp_path_factory):
         return case, (data, nbformat.read(out, as_version=4))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, CASES))
+        return Runs(pool.map(Runs.isolated(run), CASES))
 
 
 def outputs_html(nb) -> str:
@@ -352,7 +373,7 @@ def vocab_runs(tmp_path_factory):
             return (nb, label), (params, json.load(f), nbformat.read(out, as_version=4))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, VOCAB_CASES))
+        return Runs(pool.map(Runs.isolated(run), VOCAB_CASES))
 
 
 @pytest.fixture
@@ -411,6 +432,35 @@ def test_report_writes_html_and_the_reply(tmp_path):
     assert "<script src" not in page and "cdnjs" not in page          # nothing from the network
     assert page.count('class="gml-pane ') == len(SERIES) * len(PROPOSALS)   # the kernel-free toggle
     assert "gmemlab-report-" not in page                        # no temporary paths
+
+
+@pytest.mark.parametrize("deaths,ran", [(0, 1), (1, 2), (2, 3), (3, 3)])
+def test_a_kernel_that_dies_at_start_starts_again(monkeypatch, deaths, ran):
+    """A kernel that dies before its first reply (a port taken by the other notebook's
+    kernel) starts again, at most KERNEL_STARTS times; a failing cell never does."""
+    import gmemlab.report as report
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        died = len(calls) <= deaths
+        return subprocess.CompletedProcess(cmd, 1 if died else 0, "",
+                                           f"RuntimeError: {report.KERNEL_DIED}" if died else "")
+    monkeypatch.setattr(report, "declared_parameters", lambda path: set())
+    monkeypatch.setattr(report.subprocess, "run", fake_run)
+    if deaths >= report.KERNEL_STARTS:
+        with pytest.raises(UsageError, match=r"notebook 01_state_space failed \(its kernel died at start 3 times\)"):
+            report.execute("01_state_space", {}, "out.ipynb", NBDIR)
+    else:
+        report.execute("01_state_space", {}, "out.ipynb", NBDIR)
+    assert len(calls) == ran
+
+    calls.clear()
+    monkeypatch.setattr(report.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(
+        cmd, 1, "", "PapermillExecutionError: ZeroDivisionError"))
+    with pytest.raises(UsageError, match="ZeroDivisionError") as e:
+        report.execute("01_state_space", {}, "out.ipynb", NBDIR)
+    assert len(calls) == 1 and "died" not in str(e.value)
 
 
 def test_report_refuses_bad_options(tmp_path):
