@@ -139,6 +139,30 @@ def test_hostile_lines_give_the_strict_readers_answer(line):
     same(HEADER + line + "\n")
 
 
+# A line of a shape the typed decoder has seen (gmemlab.traces.typed: the same bytes but
+# for the offset's digits) is made from that shape: other digits there must still give
+# the strict reader's event or error.
+SHAPE = '{"op": "guest_write", "offset": OFF, "private": true, "value": "w", "expect": {"ok": true}}'
+OTHER_OFFSETS = ["0", "4096", "18446744073709551615", "18446744073709551616", "012", "00", "1.0", "1e3",
+                 "1E3", "-1", "4096.5", "9" * 5000, "1 ", " 1"]
+
+
+@pytest.mark.parametrize("offset", OTHER_OFFSETS)
+def test_a_known_shape_with_other_digits_gives_the_strict_readers_answer(offset):
+    first = SHAPE.replace("OFF", "8192")
+    assert typed.decode_event(first.encode(), 2)["offset"] == 8192  # the shape is known now
+    same(HEADER + first + "\n" + SHAPE.replace("OFF", offset) + "\n")
+
+
+def test_events_of_one_shape_are_their_own():
+    lines = [SHAPE.replace("OFF", str(k * 4096)) for k in range(3)]
+    events = list(fmt.iter_events((HEADER + "\n".join(lines) + "\n").encode(), "t.jsonl"))[1:]
+    assert [ev["offset"] for ev in events] == [0, 4096, 8192]
+    assert [ev["line"] for ev in events] == [2, 3, 4]
+    assert repr(events[2]) == repr(fmt.from_json(json.loads(lines[2]), 4))
+    assert events[1]["expect"] is not events[2]["expect"]
+
+
 # Lines built from the vocabulary: valid ones, and ones wrong in every way a field can be.
 _NAMES = sorted({n for req, opt in FIELDS.values() for n in req + opt}
                 | {"process", "expect", "t", "note", "x-extra"})

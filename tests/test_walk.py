@@ -115,6 +115,22 @@ def test_every_consumer_agrees_with_walk(path, proposal):
 
 
 @pytest.mark.parametrize("proposal", PROPOSALS)
+def test_noteworthy_walk_yields_the_steps_that_diverge_or_break(proposal):
+    # check-trace folds over walk(noteworthy=True): the same Steps as the full walk keeps
+    # of those that diverged or broke an invariant, and every event counted, on both paths.
+    for path in TRACES + EMULATED:
+        header, events = load(path)
+        cfg = config_for(header, proposal)
+        for engine in ("pages", "ranges") if _largest(events, cfg) <= LANE_PAGES else ("ranges",):
+            full = [st for st in walk(cfg, events, engine=engine) if st.diverged or st.broken]
+            w = walk(cfg, events, engine=engine, noteworthy=True)
+            noteworthy = list(w)
+            assert w.events == len(events), path
+            assert [(st.line, st.outcome, st.broken, st.diverged, st.expected, st.effects) for st in noteworthy] == \
+                   [(st.line, st.outcome, st.broken, st.diverged, st.expected, st.effects) for st in full], path
+
+
+@pytest.mark.parametrize("proposal", PROPOSALS)
 def test_conformance_coverage_agrees_with_walk(proposal):
     c = conformance([os.path.join(DATA, "traces"), os.path.join(DATA, "emulated")], proposal)
     outcomes = Counter()

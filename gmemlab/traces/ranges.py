@@ -348,6 +348,7 @@ class RangeEngine:
         self.last_key = None  # the (compressed pre, event) key of the last apply(), if any
         self.last_entry = None  # _apply_page's memo entry of the last apply(), if it was one
         self.cfg = cfg
+        self._ps = cfg.page_size
         self.vm = state._replace(pages=())  # the VM-wide fields
         self._intern: dict[Page, Page] = {}
         self.map = RunMap.from_pages(self._canon(p) for p in state.pages)
@@ -404,6 +405,8 @@ class RangeEngine:
         self._bad = [0] * len(_STATE_PROPS)
         # No census: a file with huge folios runs on the page-level state (see apply).
         self._census: dict[Page, int] | None = None
+        # Whether a one-page event may take _apply_page (no huge folios, no census).
+        self._one_page = not self.vm.folios and self._census is None
         for a, e, page in self.map.runs():
             m = self._mask(page)
             if m:
@@ -434,16 +437,17 @@ class RangeEngine:
     # --- one event --------------------------------------------------------------------
 
     def apply(self, ev: dict) -> tuple[dict, frozenset, Transition]:
-        ps, n = self.cfg.page_size, self.map.n
         op = ev["op"]
-        if self.vm.folios and op != "create_gmem":
-            return self._apply_expanded(ev)  # step.huge_folio_rule reads whole folios
-        if op in _ONE_PAGE_OPS and self._census is None:
+        if op in _ONE_PAGE_OPS and self._one_page:
             off = ev["offset"]
             size = ev.get("size")
+            ps = self._ps
             lo = off // ps
-            if lo < n and (size is None or 0 < size <= ps - off % ps) and off <= LOFF_MAX:
-                return self._apply_page(ev, op, off, size, lo)
+            if lo < self.map.n and (size is None or 0 < size <= ps - off % ps) and off <= LOFF_MAX:
+                return self._apply_page(ev, off, size, lo)
+        ps, n = self.cfg.page_size, self.map.n
+        if self.vm.folios and op != "create_gmem":
+            return self._apply_expanded(ev)  # step.huge_folio_rule reads whole folios
         if op == "replace_memslot":
             return self._apply_expanded(ev)
         if ev["op"] == "create_gmem" or "offset" not in ev or _past_loff_t(ev):
@@ -503,7 +507,7 @@ class RangeEngine:
             self._vm_fields(post)
         return outcome, effects, Transition(pre, ev_c, out_c, post, effects)
 
-    def _apply_page(self, ev, op: str, off: int, size: int | None, lo: int) -> tuple[dict, frozenset, Transition]:
+    def _apply_page(self, ev, off: int, size: int | None, lo: int) -> tuple[dict, frozenset, Transition]:
         """apply() of an event whose window is the one page lo (every access, and a call
         on one page), with no whole-file rule in force (no census): what the general
         path computes with cs = [lo], ce = [lo + 1] and no context pages, remembered per
@@ -511,12 +515,11 @@ class RangeEngine:
         the invariant counts, so that a repeat costs a lookup and a one-page
         RunMap.set_page. The compressed event is the event at offset off % page_size on
         compressed page 0 (its size, when it has one, ends on that page too)."""
-        ps = self.cfg.page_size
         m = self.map
         b = bisect_right(m._mins, lo) - 1  # RunMap.page(lo), the block and index kept
         j = bisect_right(m._starts[b], lo) - 1
         page = m._pages[b][j]
-        r = off - lo * ps
+        r = off - lo * self._ps
         # Pages are canonical (_canon: one object per value, kept for the engine's life),
         # so id(page) names the value; _vmv names the VM-wide fields.
         key = self.last_key = (self._vmv, id(page), r, size, *map(ev.get, _PAGE_KEY_FIELDS))
@@ -526,7 +529,7 @@ class RangeEngine:
                 self._page_memo.clear()
             hit = self._page_memo[key] = self._page_entry(ev, r, page)
         self.last_entry = hit
-        out_c, effects, t, new, mo, mn, vm_post, _ = hit
+        out_c, effects, t, new, mo, mn, vm_post, remap, _ = hit
         if new is not None:
             if mo != mn:
                 self._count(mo, -1)
@@ -534,7 +537,8 @@ class RangeEngine:
             m.set_page(lo, new, b, j)
         if vm_post is not None:
             self._vm_fields(vm_post)
-        if "error_offset" in out_c or "done" in out_c:
+        if remap:
+            ps = self._ps
             outcome = dict(out_c)
             if "error_offset" in outcome:
                 k, rr = divmod(out_c["error_offset"], ps)
@@ -559,9 +563,11 @@ class RangeEngine:
                 mo, mn = self._mask(page), self._mask(new)
             if post._replace(pages=()) != self.vm:
                 vm_post = post
-        # The last slot is the walk's: the transition invariants this transition breaks,
-        # once judged (gmemlab.traces.walk).
-        return [out_c, effects, Transition(pre, ev_c, out_c, post, effects), new, mo, mn, vm_post, None]
+        # Whether the outcome names real pages (mapped back per event); the last slot is the
+        # walk's: the transition invariants this transition breaks, once judged
+        # (gmemlab.traces.walk).
+        remap = "error_offset" in out_c or "done" in out_c
+        return [out_c, effects, Transition(pre, ev_c, out_c, post, effects), new, mo, mn, vm_post, remap, None]
 
     def _step(self, pre: VmState, ev_c: dict):
         """step() on a compressed state, remembered: guest-scale traces repeat the same

@@ -75,15 +75,11 @@ def replay(cfg: Config, events: Iterable[Mapping], path: str = "<trace>", *, eng
     (a file of more than RANGE_PAGES pages, or engine="ranges") ``report.state`` is a
     RunState (``.expand()`` gives the VmState)."""
     report = Report(path, cfg)
-    steps = walk(cfg, events, engine=engine)
-    add = report.add
-    n = 0
+    # Only the steps add() keeps anything of; the others it would only count.
+    steps = walk(cfg, events, engine=engine, noteworthy=True)
     for st in steps:
-        if st.diverged or st.broken:
-            add(st)
-        else:  # what add() does with such a step (the common case, counted here)
-            n += 1
-    report.events += n
+        report.add(st)
+    report.events = steps.events
     report.state = steps.state
     return report
 

@@ -24,6 +24,10 @@ with ENOMEM gets its allocation failure) and yields a Step:
 Which path: ``engine="pages"`` or ``"ranges"``, or ``"auto"`` (the default): pages until
 a create_gmem makes a file of more than RANGE_PAGES (64) pages, then runs from there on.
 
+``noteworthy=True`` yields only the Steps that diverged or broke an invariant (what a
+fold like check-trace's Report looks at), the same Steps as the full walk; the quiet
+ones are walked all the same and counted in ``Walk.events``, but never built.
+
 >>> from gmemlab.model.events import event
 >>> from gmemlab.model.state import Config
 >>> evs = [event("create_gmem", size=8192, flags=("MMAP", "INIT_SHARED"), line=2),
@@ -83,6 +87,8 @@ def mismatch(expected: Mapping, predicted: Mapping) -> bool:
     True
     """
     # Over the fields of "expect" (one or two), not over CHECKED: the same answer, sooner.
+    if expected == predicted:  # the common case: every field named, and equal
+        return False
     for key, value in expected.items():
         if key in _CHECKED and (key not in predicted or predicted[key] != value):
             return True
@@ -123,15 +129,19 @@ class Walk:
     """The iterator ``walk()`` returns: the Steps, one per event, made lazily (an event
     is read only once the Step before it has been taken, so ``events`` may be a
     generator that looks at ``state``). ``state`` is the whole state after the last
-    step (a VmState, or on runs a RunState, whose ``expand()`` gives the VmState)."""
+    step (a VmState, or on runs a RunState, whose ``expand()`` gives the VmState);
+    ``events`` the number of events walked so far. With ``noteworthy`` only the Steps
+    that diverged or broke an invariant come out (see the module docstring)."""
 
     def __init__(self, cfg: Config, events: Iterable[Mapping], initial: VmState | None = None,
-                 *, engine: str = "auto"):
+                 *, engine: str = "auto", noteworthy: bool = False):
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
         self.cfg = cfg
         self._state = VmState() if initial is None else initial
         self.engine: RangeEngine | None = None  # the range engine, once on runs
+        self.events = 0
+        self._noteworthy = noteworthy
         self._steps = self._walk(iter(events), engine)
 
     def __iter__(self) -> Iterator[Step]:
@@ -152,6 +162,7 @@ class Walk:
     def _walk(self, events: Iterator[Mapping], engine: str) -> Iterator[Step]:
         cfg = self.cfg
         state = self._state
+        quiet = self._noteworthy
         if engine != "ranges":
             holds = [p.on_state(cfg, state) for p in _STATE]
             auto = engine == "auto"
@@ -168,21 +179,27 @@ class Walk:
                 broken += [p.name for p in _TRANS if not p.on_transition(cfg, t) and p.name not in broken]
                 expected = ev.get("expect")
                 self._state = post
-                yield _new_step(Step, (ev.get("line"), ev, state, outcome, post, effects, tuple(broken), expected,
-                                   expected is not None and mismatch(expected, outcome)))
+                self.events += 1
+                diverged = expected is not None and mismatch(expected, outcome)
+                if broken or diverged or not quiet:
+                    yield _new_step(Step, (ev.get("line"), ev, state, outcome, post, effects, tuple(broken),
+                                           expected, diverged))
                 state, holds = post, now
             else:
                 return
-        yield from self._walk_runs(events, state)
+        yield from self._walk_runs(events, state, quiet)
 
-    def _walk_runs(self, events: Iterator[Mapping], state: VmState) -> Iterator[Step]:
+    def _walk_runs(self, events: Iterator[Mapping], state: VmState, quiet: bool) -> Iterator[Step]:
         cfg = self.cfg
         eng = self.engine = RangeEngine(cfg, state)
         apply = eng.apply
         holds = eng.state_holds()
         epoch = eng.epoch  # the counts behind state_holds() are unchanged while it is
         judged: dict = {}  # transition verdicts by (compressed pre, event): a pure function too
+        n = self.events
         for ev in events:
+            n += 1
+            self.events = n
             if type(ev) is not Event:
                 ev = as_event(ev)
             expected = ev.get("expect")
@@ -213,15 +230,18 @@ class Walk:
                     if stopped:
                         bad = stopped + tuple(name for name in bad if name not in stopped)
                     holds = now
-            yield _new_step(Step, (ev.get("line"), ev, t.pre, outcome, t.post, effects, bad, expected,
-                               expected is not None and mismatch(expected, outcome)))
+            # mismatch(), its common case first: an "expect" equal to the outcome.
+            diverged = expected is not None and expected != outcome and mismatch(expected, outcome)
+            if bad or diverged or not quiet:
+                yield _new_step(Step, (ev.get("line"), ev, t.pre, outcome, t.post, effects, bad, expected, diverged))
 
 
 def walk(cfg: Config, events: Iterable[Mapping], initial: VmState | None = None, *,
-         engine: str = "auto") -> Walk:
+         engine: str = "auto", noteworthy: bool = False) -> Walk:
     """Replay events (Events, or mappings of their fields) from ``initial`` (the empty
-    VM by default): one Step per event, lazily. See the module docstring."""
-    return Walk(cfg, events, initial, engine=engine)
+    VM by default): one Step per event, lazily (with ``noteworthy``, only those that
+    diverged or broke an invariant). See the module docstring."""
+    return Walk(cfg, events, initial, engine=engine, noteworthy=noteworthy)
 
 
 def trace_of(steps: Iterable[Step]) -> list[Event]:
