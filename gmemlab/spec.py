@@ -109,7 +109,9 @@ THREADS = ("vmm", "io", "vcpu")
 # beside them (memory_failure -> kvm_gmem_error_folio runs in whatever context found the
 # error, not in a thread of the VMM).
 HANDLER = "mce"
-_HOST_OPS = ("host_write", "host_read", "pin", "unpin", "gup_fast")
+# A drain of the LRU batches (transient_refs) runs on whichever CPU drains; with two
+# threads or more, the I/O thread's, so that it can fall between a conversion's steps.
+_HOST_OPS = ("host_write", "host_read", "pin", "unpin", "gup_fast", "lru_drain")
 _GUEST_OPS = ("guest_read", "guest_write", "guest_accept")
 
 
@@ -237,6 +239,9 @@ class Spec:
         if cfg.memory_failures:
             # knob: a memory error in each page's folio (step.memory_failure)
             acts += [event("memory_failure", offset=i * ps) for i in range(b.pages)]
+        if cfg.transient_refs:
+            # knob: the LRU batches drain (step.lru_drain_plan)
+            acts.append(event("lru_drain"))
         for i in range(b.pages):
             for private in ((True, False) if cfg.has_te else (True,)):
                 acts.append(event("guest_read", offset=i * ps, private=private))

@@ -377,12 +377,14 @@ class FastEngine(Engine):
         if "thread" in ev or not local or not M.builtin(self.cfg, op):
             # a thread's step reads and writes its call (gmemlab.model.threads): step()
             return "step", -1, None
+        fn = M.plan_of(self.cfg, op)
         if "offset" not in ev:
+            if fn is not None:    # a plan over every page (lru_drain)
+                return "plan", -1, fn
             return ("vm", -1, None) if op != "create_gmem" else ("step", -1, None)
         off, size = ev["offset"], ev.get("size")
         if off % self.ps == 0 and off // self.ps < self.n and (size is None or size == self.ps):
             return "page", off // self.ps, None
-        fn = M.plan_of(self.cfg, op)
         return ("plan", -1, fn) if fn is not None else ("step", -1, None)
 
     def _grow_to(self, P: int, C: int) -> None:

@@ -41,6 +41,9 @@ from gmemlab.model.step import FAIL, cause, step
 from gmemlab.spec import Bounds, Spec
 
 VMM, OTHER = "vmm", "other"
+# What the environment does that the VMM cannot see or prevent: another reference taken
+# or dropped, and (transient_refs) the LRU batches draining.
+ENVIRONMENT = ("pin", "unpin", "lru_drain")
 
 
 @dataclass
@@ -79,8 +82,9 @@ class _Product:
         self.value = self.spec.bounds.host_value
         self.policy = V.policy_for(self.cfg)
         acts = self.spec.actions
-        self.env = [a for a in acts if a["op"] in ("pin", "unpin")]
+        self.env = [a for a in acts if a["op"] in ENVIRONMENT]
         self.unpins = [a for a in acts if a["op"] == "unpin"]
+        self.drains = [a for a in acts if a["op"] == "lru_drain"]
         self.failing = {a["op"] for a in acts if FAIL in a}
 
     def vmm_move(self, s: VmState, v: V.Vmm, fail: str | None = None):
@@ -107,7 +111,9 @@ class _Product:
 
     def quiet(self, s: VmState, v: V.Vmm) -> tuple[bool, list]:
         """The environment drops its references and stops failing; the VMM goes on
-        alone. Whether it launches, and the steps it took."""
+        alone. Whether it launches, and the steps it took. The LRU batches keep draining
+        (transient_refs): a batch's reference on a folio the VMM's own calls allocate
+        goes as well before its next call (assumption A-vmm-transient)."""
         steps = []
         for a in self.unpins:
             while s.created and s.pages[a["offset"] // self.cfg.page_size].pins:
@@ -117,6 +123,11 @@ class _Product:
         seen = set()
         while (s, v) not in seen:
             seen.add((s, v))
+            for a in self.drains:
+                if any(p.lru for p in s.pages):
+                    r = step(self.cfg, s, a)
+                    steps.append((OTHER, a.replace(expect=r.outcome)))
+                    s = r.state
             m = self.vmm_move(s, v)
             if m is None:
                 return V.finished(self.policy, self.cfg, v) and launch_complete(self.cfg, s, self.value), steps

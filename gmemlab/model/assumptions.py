@@ -55,7 +55,15 @@ ASSUMPTIONS: dict[str, str] = {
               "page the TE holds while KVM tracks it as shared.",
     "A-vmm-transient": "vmm_recovers: the references and allocation failures the VMM cannot see are "
                        "transient: whoever holds an extra reference drops it eventually, and "
-                       "allocations succeed again. A reference the VMM must drop itself is not modelled.",
+                       "allocations succeed again. A reference the VMM must drop itself is not modelled. "
+                       "With transient_refs the LRU batches drain eventually, also of the folios the "
+                       "VMM's own calls allocate.",
+    "A-lru-batch": "With transient_refs, a folio guest_memfd allocates starts in a per-CPU LRU batch "
+                   "that holds a reference (filemap_add_folio -> folio_add_lru) until some drain "
+                   "(lru_drain); a huge folio never does (folio_may_be_lru_cached). In v13 the check "
+                   "drains the batches before it counts (lru_cache_drain_for_folio), so no rule reads "
+                   "the batch there and the model keeps none. Nothing puts a folio back in a batch "
+                   "after its first drain (a later folio_mark_accessed could).",
     "A-noslot-shared": "On sw_protected and default, a guest access to a gpa outside every memslot is "
                        "shared (no memslot, no attribute): KVM_EXIT_MMIO.",
     "A-memslot-replace-te": "replace_memslot leaves the TE's state of the pages that stay in the "

@@ -103,6 +103,9 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "run": ((), ()),
     # Added with the memory-failure actor: a memory error in the folio at offset.
     "memory_failure": (("offset",), ()),
+    # Added with the transient_refs knob: the per-CPU LRU batches drain, and the
+    # references they held on new folios go.
+    "lru_drain": ((), ()),
 }
 
 

@@ -61,6 +61,11 @@ class Series:
     # The refcount check also counts a folio still mapped in a host page table as busy
     # (v13 __folio_has_outstanding_references: folio_maybe_dma_pinned || folio_mapped).
     busy_if_mapped: bool = False
+    # The refcount check drains the LRU batches before it counts (v13
+    # __folio_has_outstanding_references: lru_cache_drain_for_folio, which mm exports for
+    # KVM, "mm/folio: EXPORT_SYMBOL_FOR_KVM(lru_cache_drain_for_folio)"), so a batch's
+    # reference (Page.lru, the transient_refs knob) never makes a conversion fail.
+    drains_lru: bool = False
     # CONFIG_HAVE_KVM_ARCH_GMEM_CONVERT: the platform's kvm_arch_gmem_make_shared runs on
     # conversion to shared, kvm_arch_gmem_make_private on the guest fault (v13).
     arch_convert_hooks: bool = False
@@ -85,7 +90,8 @@ SERIES_RECORDS = MappingProxyType({s.name: s for s in (
            "September 2026, tree not confirmed)",
            "<20260910-gmem-inplace-conversion-v13-0-dd6fbf94f4e1@google.com>",
            zero_in_get_pfn=True, populate_gets_folio_first=True, populate_marks_uptodate=False,
-           invalidate_scope="range", busy_if_mapped=True, arch_convert_hooks=True),
+           invalidate_scope="range", busy_if_mapped=True, drains_lru=True,
+           arch_convert_hooks=True),
 )})
 
 

@@ -75,6 +75,11 @@ class Page(NamedTuple):
     # the file (kvm_gmem_error_folio returns MF_DELAYED: what to do is userspace's call);
     # punching the hole frees it. False everywhere unless a memory_failure event says so.
     poisoned: bool = False
+    # A per-CPU LRU batch holds a reference to the folio: filemap_add_folio puts a new
+    # folio on the lru_add batch with a reference of its own (folio_add_lru, mm/swap.c),
+    # which goes when the batch drains (lru_drain). Only with the transient_refs knob;
+    # False everywhere else, so every trace and exploration without it is unchanged.
+    lru: bool = False
 
 
 class Call(NamedTuple):
@@ -174,6 +179,11 @@ class Config:
     # Knob: the explorer also tries a memory error in each page's folio (memory_failure ->
     # kvm_gmem_error_folio; with --interleave, the handler is a thread of its own).
     memory_failures: bool = False
+    # Knob: references nobody holds on purpose count too (which references count is argued
+    # after v8): a new folio sits in a per-CPU LRU batch that holds a reference until the
+    # batch drains (Page.lru, the lru_drain event). v5-v8's refcount check counts it
+    # (EAGAIN: "userspace is supposed to retry"); v13's drains the batches first.
+    transient_refs: bool = False
 
     def __post_init__(self):
         # The names live in the one registry (gmemlab.model.vocab), imported here rather

@@ -70,17 +70,19 @@ def _span(cfg: Config, s: VmState, offset: int, size: int) -> range | None:
     return range(offset // ps, (offset + size) // ps)
 
 
-def _get_pfn(s: VmState, page: Page, zero: bool) -> Page:
+def _get_pfn(cfg: Config, s: VmState, page: Page, zero: bool) -> Page:
     """__kvm_gmem_get_pfn: allocate the folio if needed; zero it if asked and not up to date.
 
     A folio nobody zeroed holds stale host data (docs/domain.md, Populate). The direct map is
     tracked only for a NO_DIRECT_MAP file, whose private folios leave it (assumption
     A-direct-map: removal on allocation as private and on conversion to private,
-    restoration on conversion to shared).
+    restoration on conversion to shared). With the transient_refs knob a new folio
+    starts in a per-CPU LRU batch, which holds a reference (_lru_batched).
     """
     if not page.allocated:
         dmap = "NO_DIRECT_MAP" in s.gmem_flags and not page.private
-        page = page._replace(allocated=True, uptodate=False, content=STALE, dmap=dmap)
+        page = page._replace(allocated=True, uptodate=False, content=STALE, dmap=dmap,
+                             lru=_lru_batched(cfg))
     if zero and not page.uptodate:
         # Assumption A-init: initializing a folio that holds no data yet is not "writing
         # a private page's contents" (kvm_never_writes_private); every series does it on
@@ -89,9 +91,18 @@ def _get_pfn(s: VmState, page: Page, zero: bool) -> Page:
     return page
 
 
-def _host_fault(s: VmState, page: Page, process: str) -> Page:
+def _lru_batched(cfg: Config) -> bool:
+    """Whether a new folio's LRU batch reference is state (Page.lru): with the
+    transient_refs knob, where the series' refcount check does not drain the batches
+    first (Series.drains_lru: there no rule could see it) and the folio is not huge
+    (folio_may_be_lru_cached, mm/swap.h: a large folio skips the batches; assumption
+    A-lru-batch)."""
+    return cfg.transient_refs and not cfg.features.drains_lru and not cfg.huge_folios
+
+
+def _host_fault(cfg: Config, s: VmState, page: Page, process: str) -> Page:
     """kvm_gmem_fault_user_mapping on a shared page: allocate zeroed, map in the process."""
-    page = _get_pfn(s, page, zero=True)
+    page = _get_pfn(cfg, s, page, zero=True)
     if process not in page.mapped:
         page = page._replace(mapped=tuple(sorted(page.mapped + (process,))))
     return page
@@ -104,7 +115,7 @@ def _guest_fault(cfg: Config, s: VmState, page: Page) -> Page:
     private index (post-v8 virt/kvm/guest_memfd.c); SNP's sev_gmem_make_private, like
     sev_gmem_prepare, leaves an already-assigned RMP entry alone, so Platform.prepare
     (idempotent) is the rule in every series."""
-    page = _get_pfn(s, page, zero=True)
+    page = _get_pfn(cfg, s, page, zero=True)
     if page.private:
         page = PLATFORMS[cfg.platform].prepare(page)
     return page
@@ -303,16 +314,23 @@ def _unmap(page: Page) -> tuple[Page, frozenset]:
 
 
 def _busy(page: Page) -> str | None:
-    """The refcount check: a page with unexpected references (GUP pins, vmsplice, IOMMU)."""
-    return "EAGAIN" if page.pins else None
+    """The refcount check: a page with unexpected references (GUP pins, vmsplice, IOMMU),
+    and, with the transient_refs knob, a folio still in an LRU batch: the check compares
+    the folio's count with the page cache's own plus one (kvm_gmem_has_safe_refcount in
+    the conversion series before v13), so a transient reference fails it too: "in case
+    of unsafe refcounts, conversion operation immediately exits to userspace with EAGAIN
+    and userspace is supposed to retry conversion" (Vishal Annapurve,
+    <CAGtprH9Wj7YW-_sfGQfwKHRXL-7fFStXiHn2O32ptXAFbFB8Tw@mail.gmail.com>)."""
+    return "EAGAIN" if page.pins or page.lru else None
 
 
 def _busy_mapped(page: Page) -> str | None:
     """v13's __folio_has_outstanding_references: DMA-pinned or still mapped is busy at once;
     otherwise the LRU batches are drained once and the count re-checked. The model's pins
-    (GUP pins, vmsplice, IOMMU) all stay after the drain, a transient LRU-batch reference is
-    not modelled, and the unmap before the check leaves nothing mapped: so the verdicts are
-    those of _busy (a mapped page would be busy here, though)."""
+    (GUP pins, vmsplice, IOMMU) all stay after the drain; a batch's reference goes (so
+    Page.lru is never set where the series drains: _lru_batched); and the unmap before
+    the check leaves nothing mapped: so the verdicts are those of _busy without the
+    batches (a mapped page would be busy here, though)."""
     return "EAGAIN" if page.pins or page.mapped else None
 
 
@@ -346,7 +364,7 @@ def _host_access(cfg: Config, s: VmState, ev: dict, write: bool) -> Result:
         # kvm_gmem_fault_user_mapping: a hwpoisoned folio is VM_FAULT_HWPOISON (SIGBUS);
         # memory_failure unmapped it from every process (see memory_failure below).
         return Result(s, {"signal": "SIGBUS"})
-    page = _host_fault(s, page, ev.get("process", "vmm"))
+    page = _host_fault(cfg, s, page, ev.get("process", "vmm"))
     if page.te != TE_NONE:
         # Only reachable when a proposal lets the TE hold a KVM-shared page.
         page, outcome = PLATFORMS[cfg.platform].host_touch_te_private(page, write)
@@ -395,7 +413,7 @@ def pin(cfg: Config, s: VmState, ev: dict) -> Result:
     process = ev.get("process", "vmm")
     changes, effects = {}, set()
     for i in span:
-        page = _host_fault(s, s.pages[i], process)
+        page = _host_fault(cfg, s, s.pages[i], process)
         if page.te != TE_NONE:
             effects.add(HOST_TOUCHED_TE)
         changes[i] = page._replace(pins=page.pins + 1)
@@ -565,7 +583,7 @@ def _populate_page(cfg: Config, s: VmState, pages: list, ev: dict, i: int) -> tu
         # v13 __kvm_gmem_populate: __kvm_gmem_get_pfn (allocate; zero if not up to date)
         # runs before the destination's private check, so a refused page is left
         # allocated and zeroed.
-        page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
+        page = _get_pfn(cfg, s, page, zero=series.zero_in_get_pfn)
         pages[i] = page
     if page.private != proposal.populate_wants_private:
         err = "EINVAL"
@@ -581,7 +599,7 @@ def _populate_page(cfg: Config, s: VmState, pages: list, ev: dict, i: int) -> tu
         err = "EOPNOTSUPP"  # the v9 alternative (knob), instead of the zeroing
         return err, True, frozenset(effects)
     if not series.populate_gets_folio_first:
-        page = _get_pfn(s, page, zero=series.zero_in_get_pfn)
+        page = _get_pfn(cfg, s, page, zero=series.zero_in_get_pfn)
     before = page
     if src is None and cfg.in_place_off and platform.legacy_null_src_errno:
         # Private memory tracked per VM: the platform's post_populate refuses a NULL
@@ -663,6 +681,22 @@ def memory_failure(cfg: Config, s: VmState, ev: dict) -> Result:
     if page.private:
         page = PLATFORMS[cfg.platform].zap_private(page)
     return Result(s.replace_pages({i: page._replace(poisoned=True, mapped=())}), OK)
+
+
+def lru_drain_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
+    """The per-CPU LRU batches drain: a batch fills up, its CPU runs lru_add_drain, or
+    someone calls lru_add_drain_all (mm/swap.c). Every batch reference goes (Page.lru).
+    No call of the VMM does it: an event of the kernel, as another process's pin is one
+    of the environment; a recorded trace has none. Always {"ok": true}."""
+    return Plan(range(len(s.pages)), (Skip(lambda p: not p.lru), Each(_drained)), OK)
+
+
+def _drained(page: Page) -> tuple[Page, frozenset]:
+    return (page._replace(lru=False) if page.lru else page), NO_EFFECTS
+
+
+def lru_drain(cfg: Config, s: VmState, ev: dict) -> Result:
+    return run_plan(cfg, s, lru_drain_plan(cfg, s, ev))
 
 
 def finalize(cfg: Config, s: VmState, ev: dict) -> Result:
@@ -850,6 +884,7 @@ OPS: dict[str, Callable[[Config, VmState, dict], Result]] = {
     # and its slow path end alike (gmemlab.model.threads has its steps).
     "gup_fast": pin,
     "memory_failure": memory_failure,
+    "lru_drain": lru_drain,
     "run": lambda cfg, s, ev: Result(s, {"idle": True}),   # a run without a thread runs nothing
 }
 
@@ -932,7 +967,8 @@ BUILTIN_OPS = dict(OPS)
 
 # The ops whose rule is a plan over a range (see run_plan): op -> the plan function's
 # name, looked up when asked, so that a patched plan function is the one used.
-PLANS = {"set_attributes": "set_attributes_plan", "punch_hole": "punch_hole_plan"}
+PLANS = {"set_attributes": "set_attributes_plan", "punch_hole": "punch_hole_plan",
+         "lru_drain": "lru_drain_plan"}
 
 
 def rule(cfg: Config, op: str) -> Callable[[Config, VmState, dict], Result]:

@@ -121,6 +121,14 @@ KNOBS = MappingProxyType({k.name: k for k in (
          "kvm_gmem_error_folio (virt/kvm/guest_memfd.c): invalidate, keep the folio (MF_DELAYED), "
          "get_pfn then returns -EHWPOISON; memory failure during conversion or populate is argued after v8",
          page_local=True),
+    Knob("transient_refs",
+         "references nobody holds on purpose count too: a new folio's reference from a per-CPU "
+         "LRU batch, until the batch drains (lru_drain); v13's check drains the batches first",
+         "which references count as outstanding, argued after v8: 'in case of unsafe refcounts, "
+         "conversion operation immediately exits to userspace with EAGAIN and userspace is supposed "
+         "to retry' (Vishal Annapurve, <CAGtprH9Wj7YW-_sfGQfwKHRXL-7fFStXiHn2O32ptXAFbFB8Tw@mail.gmail.com>); "
+         "v13 __folio_has_outstanding_references drains them (lru_cache_drain_for_folio)",
+         page_local=True),
     Knob("populate_holds_lock",
          "with --interleave: populate keeps the invalidate lock from its first page to its last",
          "kvm_gmem_populate (virt/kvm/guest_memfd.c) and the races argued after v8: populate takes the "
