@@ -60,8 +60,10 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 from gmemlab.model.vocab import PROPOSALS  # noqa: E402  (after the path is set)
 SECTIONS = ("explorer", "symmetry", "reference", "replay", "interactivity", "interleave", "notebooks", "peers")
-GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay_ratio": 0.4,
-         "replay_peak_rss_mib": 1024, "widget_seconds": 0.2, "notebooks_seconds": 60,
+# Replay: at least the rate of a bare json.loads over the same file, in under 256 MiB at
+# 16M pages (the performance issue's goals; the first round's were 0.4 and 1 GiB).
+GOALS = {"explorer_states_per_s": 150_000, "symmetry_reduction_4p": 5.0, "replay_ratio": 1.0,
+         "replay_peak_rss_mib": 256, "widget_seconds": 0.2, "notebooks_seconds": 60,
          # gmemlab / SPIN (defaults) at 5 pages, and gmemlab's bytes per stored state at
          # 4 and 5 pages: upper bounds (see peers())
          "explorer_vs_spin_time_5p": 0.1, "explorer_vs_spin_rss_5p": 1.0, "bytes_per_state": 64}
