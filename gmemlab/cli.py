@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 
@@ -202,7 +203,7 @@ def _explore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-states", type=int, default=5_000_000, metavar="N",
                    help="refuse (exit 2) an exploration estimated beyond N states, and stop one that "
                         "reaches N: what it found so far is reported, marked incomplete")
-    p.add_argument("--interleave", type=int, default=0, metavar="THREADS", nargs="?", const=2,
+    p.add_argument("--interleave", type=int, default=None, metavar="THREADS", nargs="?", const=2,
                    help="calls made by THREADS threads (1-3; 2 without a number: the VMM's thread and "
                         "an I/O thread, 3 adds a vCPU), each call in steps at the kernel's lock "
                         "boundaries, the threads' steps in every order (gmemlab.model.threads); "
@@ -256,9 +257,10 @@ def _bounds(args):
     folio_pages = getattr(args, "folio_pages", 0)
     if folio_pages < 0:
         raise UsageError(f"--folio-pages must be 0 or more, got {folio_pages}")
-    interleave = getattr(args, "interleave", 0) or 0
-    if not 0 <= interleave <= 3:
+    interleave = getattr(args, "interleave", None)   # None: not given, the calls atomic
+    if interleave is not None and not 1 <= interleave <= 3:
         raise UsageError(f"--interleave must be 1..3 threads, got {interleave}")
+    interleave = interleave or 0
     return Bounds(pages=args.pages, no_direct_map=args.no_direct_map,
                   processes=("vmm", "child")[:args.processes], ranges=args.ranges,
                   folio_pages=folio_pages, interleave=interleave,
@@ -711,7 +713,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gmemlab.kvm import command as kvm_command  # kvm-run: the running kernel as the oracle
     kvm_command.add_parser(sub)
+    for cmd in sub.choices.values():   # what each option needs (_needs), checked by _check_needs
+        cmd.set_defaults(_needs=(cmd.prog, _needs(cmd)))
     return p
+
+
+# An option whose help begins "with --OTHER" acts only together with --OTHER: the knobs
+# of the races (their help in gmemlab.model.vocab.KNOBS begins "with --interleave:"),
+# --no-reduction, --folio-pages (with --huge-folios), --connect-timeout (with
+# --scheduler). The help is the one statement of that dependency; a command that has
+# --OTHER refuses the option without it rather than ignore it.
+_NEEDS = re.compile(r"with (--[a-z][a-z0-9-]*)\b")
+
+
+def _needs(p: argparse.ArgumentParser) -> tuple:
+    """(dest, flag, default, other's dest, other's flag, other's default) for each option
+    of p whose help begins "with --OTHER", where p has --OTHER."""
+    flags = {s: a for a in p._actions for s in a.option_strings}
+    out = []
+    for a in p._actions:
+        m = _NEEDS.match(a.help or "")
+        other = flags.get(m.group(1)) if m else None
+        if other is not None and a.option_strings:
+            out.append((a.dest, a.option_strings[0], a.default, other.dest, m.group(1), other.default))
+    return tuple(out)
+
+
+def _check_needs(args) -> None:
+    """Refuse an option given without the option it acts with (_needs), e.g.
+    "gmemlab explore: --gup-fast-no-recheck needs --interleave"."""
+    prog, needs = getattr(args, "_needs", ("gmemlab", ()))
+    for dest, flag, default, other, other_flag, other_default in needs:
+        if getattr(args, dest, default) != default and getattr(args, other, other_default) == other_default:
+            raise UsageError(f"{prog}: {flag} needs {other_flag}")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -772,6 +806,7 @@ def _main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         _preload_variants(argv)
         args = build_parser().parse_args(argv)
+        _check_needs(args)
         _load_variants(args)
         code = args.func(args)
         sys.stdout.flush()      # a full disk behind stdout is reported here, not at exit

@@ -226,6 +226,23 @@ def _index(out_names: list[str], config: dict, summaries: dict | None = None) ->
             + "</body></html>\n")
 
 
+def notebook_params(name: str, platform: str, series: str, pages: int, variants, results_path: str) -> dict:
+    """The parameters the report gives notebook ``name`` (execute() passes those it declares).
+
+    07_races explores a list of platforms at its own size: it gets the report's platform
+    as its one platform, and keeps its race_pages (more pages with threads take minutes a
+    run); its page says the platform, series and pages it ran.
+    """
+    params = {"results_path": results_path}
+    if name not in PER_TRACE:  # traces name their own platform and series
+        params.update(platform=platform, series=series, pages=pages)
+    if name == "07_races":
+        params["platforms"] = [platform]
+    params["variants"] = variants  # passed only to the notebooks that declare it
+    params["interactive"] = False  # a live widget needs a kernel: the page shows the static views
+    return params
+
+
 def report(out: str = "reports", platform: str = "snp", series: str = "v8", pages: int = 2,
            notebooks: tuple = NOTEBOOKS, jobs: int = 2, log=None, variants: tuple = ()) -> list[str]:
     """Run the notebooks, write their HTML, reply.txt, reply.html and index.html into out.
@@ -257,11 +274,8 @@ def report(out: str = "reports", platform: str = "snp", series: str = "v8", page
     with tempfile.TemporaryDirectory(prefix="gmemlab-report-") as tmp:
         def run(name: str) -> str:
             say(f"running {name}")
-            params = {"results_path": os.path.join(tmp, name + ".json")}
-            if name not in PER_TRACE:  # traces name their own platform and series
-                params.update(platform=platform, series=series, pages=pages)
-            params["variants"] = variants  # passed only to the notebooks that declare it
-            params["interactive"] = False  # a live widget needs a kernel: the page shows the static views
+            params = notebook_params(name, platform, series, pages, variants,
+                                     os.path.join(tmp, name + ".json"))
             path = os.path.join(tmp, name + ".ipynb")
             execute(name, params, path, nbdir)
             return name

@@ -41,6 +41,7 @@ against = "private-first"        # the proposal it is compared against
 knobs = []                       # knob names (gmemlab.model.vocab.KNOBS), e.g. ["huge_folios"]
 variants = []                    # files of proposal variants to load, as `gmemlab --variants`
 precompute = True                # render every series x focus for the exported page
+interactive = True               # show the live panel (ipywidgets); the report turns it off
 engine = "auto"                  # graph drawing: auto (dot if installed) | dot | python
 results_path = ""                # where to write the results as JSON (papermill, tests)
 
@@ -60,12 +61,14 @@ table = views.comparison(platform, series, pages, knobs)
 # knob explores anew, in the background: a progress bar counts the states against the
 # estimate while the previous matrix stays on screen, dimmed, and the latest change wins.
 # Every configuration is explored once; one seen already shows at once. An error is
-# shown in the panel, with its class and message.
+# shown in the panel, with its class and message. The exported page has no kernel to run
+# the panel: it shows a note instead, and the last section precomputes the views.
 
 # %%
 panel = compare_panel(platform=platform, series=series, pages=pages, focus=focus,
                       against=against, knobs=knobs, engine=engine)
-panel
+panel if interactive else show('<p class="gml-interactive-off">The live panel needs a running kernel: open '
+                               "this notebook in JupyterLab (make lab); the views below are precomputed.</p>")
 
 # %% [markdown]
 # ## The matrix as text

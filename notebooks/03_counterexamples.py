@@ -46,6 +46,7 @@ ends_with = ""               # queries: the violating call's op, e.g. host_read;
 through = ""                 # queries: after_populate, after_finalize, pinned, host_mapped_private
 distinct = 2                 # queries: how many, differing in their violating call
 differ_from = ""             # queries: another proposal, e.g. private-first; empty: none
+interactive = True           # show the live query panel (ipywidgets); the report turns it off
 results_path = ""            # where to write the results as JSON (papermill, tests)
 
 # %%
@@ -83,12 +84,15 @@ show(query_views.answers_html(answers))
 
 # %% [markdown]
 # ### Ask interactively
-# The same questions as controls (needs a running kernel to answer a change).
+# The same questions as controls (needs a running kernel to answer a change; the
+# exported page shows a note instead).
 
 # %%
 from gmemlab.render.query_panel import query_panel
 
-query_panel(names, platform, series, pages, knobs)
+(query_panel(names, platform, series, pages, knobs) if interactive else
+ show('<p class="gml-interactive-off">The live panel needs a running kernel: open this notebook in '
+      "JupyterLab (make lab); the answers above are precomputed.</p>"))
 
 # %% [markdown]
 # ## Summary

@@ -32,6 +32,12 @@
 # invalidate lock instead of dropping it between pages). Each proposal is explored with
 # none of them and with each one on, and with atomic calls: what the atomic model
 # breaks as well is no race. Each race found is drawn as lanes, one column per thread.
+#
+# Two assumptions of the model decide what the interleavings can break (their text from
+# gmemlab/model/assumptions.py is shown below the parameters): A-speculative-ref (the
+# reference GUP-fast holds before it re-reads the page table is no pin) and
+# A-guest-fault-waits (a guest access waits while another thread holds the invalidate
+# lock exclusively).
 
 # %% tags=["parameters"]
 proposals = ["private-first", "populate-converts", "userspace-converts"]
@@ -48,13 +54,14 @@ from gmemlab.render import views
 from gmemlab.render.html import pre, show
 
 races = R.explore_races(proposals, platforms, series, race_pages, threads, knobs)
+show(R.assumptions_html())
 
 # %% [markdown]
 # ## Which interleavings break which invariant
 # One column per knob setting ("none": none of the race knobs on). A cell is `holds` or
 # `BROKEN n`, n the steps of the shortest counterexample (a step: a call begun, or a
 # step of one). Red: only interleavings break it (bold: only with that knob on); grey:
-# the atomic model breaks it too.
+# the atomic model breaks it too. At 1 page a note says why "pop. lock" repeats "none".
 
 # %%
 show(R.matrix_html(races))
@@ -65,14 +72,17 @@ show(R.matrix_html(races))
 # kernel, and which calls of the other threads the steps show in flight. In the lanes
 # each row is a step of the counterexample in its thread's column: a call begun,
 # `· step k` a step of it, `· blocked` a step that waited for the invalidate lock,
-# `→` the step that ends the call, with its outcome.
+# `→` the step that ends the call, with its outcome. A call begun that takes no step
+# before the counterexample ends is left out of the lanes (the search begins an idle
+# thread's call first; the trace keeps it): a note under the lanes names it.
 
 # %%
 show(R.counterexamples_html(races))
 
 # %% [markdown]
 # ## Summary
-# The races found per proposal; the matrix is written to `results_path`.
+# The headline, computed from the runs above, then the races found per proposal; the
+# matrix is written to `results_path`.
 
 # %%
 results = R.race_data(races)

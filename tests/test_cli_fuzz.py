@@ -87,3 +87,47 @@ def test_any_arguments_exit_0_1_or_2_without_an_internal_error(cmd):
     assert "internal error" not in err.getvalue(), (argv, err.getvalue()[-500:])
     assert "Traceback" not in err.getvalue(), argv
     assert took < 10, (argv, took)   # never a hang (1-page explorations take well under 1 s)
+
+
+# --- options that act only with another: refused alone, never silently ignored ------------
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+def test_interleave_takes_1_to_3_threads_and_0_is_not_atomic():
+    for n in ("0", "-1", "4"):
+        code, err = _run(["explore", "--pages", "1", "--interleave", n])
+        assert code == 2 and f"--interleave must be 1..3 threads, got {n}" in err, (n, err)
+
+
+# The knobs whose help says they act "with --interleave" (gmemlab.model.vocab.KNOBS).
+INTERLEAVE_KNOBS = [k.flag for k in KNOBS.values() if k.help.startswith("with --interleave")]
+
+
+def test_the_race_knobs_need_interleave():
+    assert {"--gup-fast-no-recheck", "--populate-holds-lock"} <= set(INTERLEAVE_KNOBS)
+    for cmd in (["explore"], ["query", "private_not_pinned"], ["compare"]):
+        for flag in INTERLEAVE_KNOBS + ["--no-reduction"]:
+            code, err = _run(cmd + ["--pages", "1", flag])
+            assert code == 2 and f"gmemlab {cmd[0]}: {flag} needs --interleave" in err, (cmd, flag, err)
+
+
+def test_folio_pages_needs_huge_folios():
+    code, err = _run(["explore", "--pages", "1", "--folio-pages", "3"])
+    assert code == 2 and "--folio-pages needs --huge-folios" in err, err
+    code, err = _run(["explore", "--pages", "1", "--folio-pages", "1", "--huge-folios"])
+    assert code == 0, err
+
+
+def test_docs_cli_md_has_a_row_for_every_knob():
+    """docs/cli.md's knob table names every knob of the registry, so that it cannot fall
+    behind gmemlab.model.vocab.KNOBS again."""
+    text = open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8").read()
+    table = text.split("| option | what it turns on |\n", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `--")}
+    missing = [k.flag for k in KNOBS.values() if k.flag not in rows]
+    assert not missing, f"docs/cli.md's knob table lacks {', '.join(missing)}"

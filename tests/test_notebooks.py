@@ -469,6 +469,19 @@ def test_report_refuses_bad_options(tmp_path):
     assert r.returncode == 2 and "--pages must be 1..3" in r.stderr
 
 
+def test_the_report_s_platform_and_series_reach_every_notebook():
+    """Among the parameters each notebook declares (no notebook runs), the report's
+    platform reaches it (07_races: as its one platform), and its series."""
+    from gmemlab.report import NOTEBOOKS, PER_TRACE, declared_parameters, notebook_params
+    for name in NOTEBOOKS:
+        if name in PER_TRACE:   # each trace names its own platform
+            continue
+        known = declared_parameters(os.path.join(NBDIR, name + ".ipynb"))
+        given = {k: v for k, v in notebook_params(name, "tdx", "v7", 1, [], "r.json").items() if k in known}
+        assert given.get("platform") == "tdx" or given.get("platforms") == ["tdx"], (name, given)
+        assert given.get("series") == "v7", (name, given)
+
+
 def test_strip_restores_the_committed_notebook(runs, tmp_path):
     """`make strip` on an executed notebook gives back the committed, output-free file."""
     import shutil

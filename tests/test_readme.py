@@ -29,6 +29,37 @@ def _commands() -> list[str]:
 COMMANDS = _commands()
 
 
+def _quoted() -> dict[str, list[str]]:
+    """The outputs the README quotes: an untagged block under a paragraph ending in
+    "`NAME` prints ...:" is the output of the README's one command "gmemlab NAME ...";
+    its lines, a line "..." standing for lines left out."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    out = {}
+    for name, block in re.findall(r"`(\w[\w-]*)` prints[^`]*?(?:`[^`]*`[^`]*?)*:\n\n```\n(.*?)```", text, re.S):
+        lines = [c for c in COMMANDS if shlex.split(c)[1] == name]
+        assert len(lines) == 1, f"the README quotes {name}'s output but runs {len(lines)} {name} commands"
+        out[lines[0]] = block.splitlines()
+    return out
+
+
+QUOTED = _quoted()
+
+
+def _shown_in(quoted: list[str], printed: list[str]) -> bool:
+    """Whether the quoted lines are the printed ones, "..." leaving out any run of lines
+    (none included); the others in order and each exactly as printed."""
+    pattern = "".join(r"(?:[^\n]*\n)*?" if q == "..." else re.escape(q + "\n") for q in quoted)
+    return re.fullmatch(pattern + (r"(?:[^\n]*\n)*" if quoted[-1:] == ["..."] else ""),
+                        "".join(p + "\n" for p in printed)) is not None
+
+
+def test_the_readme_quotes_the_compare_matrix():
+    assert any(shlex.split(c)[1] == "compare" for c in QUOTED)
+    printed = ["a", "b", "c", "d"]
+    assert _shown_in(["a", "...", "d"], printed) and _shown_in(["a", "b", "..."], printed)
+    assert not _shown_in(["a", "c", "..."], printed) and not _shown_in(["a", "b"], printed)
+
+
 def test_the_readme_has_commands():
     assert len(COMMANDS) >= 8
 
@@ -45,6 +76,8 @@ def test_every_readme_command_runs_as_written(line, tmp_path):
     breaks = "userspace-converts" in args or bool({"--check-before-unmap", "--gup-fast-no-recheck"} & set(args))
     assert r.returncode == (1 if breaks else 0), (line, r.stderr[-2000:])
     assert "Traceback" not in r.stderr
+    if line in QUOTED:   # what the README says it prints, it prints
+        assert _shown_in(QUOTED[line], r.stdout.splitlines()), (line, r.stdout)
     for i, a in enumerate(args):
         if a in ("-o", "--out"):
             assert (tmp_path / args[i + 1]).exists(), line

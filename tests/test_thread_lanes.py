@@ -11,7 +11,7 @@ from gmemlab.invariants import ALWAYS
 from gmemlab.model.state import Config
 from gmemlab.render.html import steps_html
 from gmemlab.render.text import WIDTH, call_text, explore_text, outcome_text, steps_text
-from gmemlab.render.thread_lanes import lanes_html, lanes_text, rows, threads_of
+from gmemlab.render.thread_lanes import lanes_html, lanes_text, rows, threads_of, unrun
 from gmemlab.spec import THREADS, Bounds
 
 
@@ -46,8 +46,11 @@ def test_every_event_once_in_its_lane_in_order(cxs):
             m = re.match(r"(\d+) +", line)
             if m:
                 starts[int(m.group(1))] = (len(m.group(0)), line[len(m.group(0)):])
-        assert sorted(starts) == list(range(1, len(cx) + 1)), name
+        left = set(unrun(cx))
+        assert sorted(starts) == [n for n in range(1, len(cx) + 1) if n not in left], name
         for n, ev in enumerate(cx, 1):
+            if n in left:
+                continue
             col, cell = starts[n]
             if ev.get("thread") is None:
                 assert col == at[names[0]] and cell.startswith(call_text(ev).split("(")[0])
@@ -76,7 +79,8 @@ def test_steps_count_per_call(cxs):
     """A run's step number counts its thread's runs since its call began."""
     for cx in cxs.values():
         since = {}
-        for r, ev in zip(rows(cx), cx):
+        for r in rows(cx):
+            ev = cx[r.number - 1]
             t = ev.get("thread")
             if t and ev["op"] != "run":
                 since[t] = 0
@@ -115,6 +119,62 @@ def test_html_escapes_and_has_one_column_per_thread(cxs):
     assert "<script>" not in bad and "&lt;script&gt;" in bad and "&lt;b&gt;&amp;" in bad
 
 
+def test_html_cells_say_their_alignment(cxs):
+    """A notebook's stylesheet right-aligns table cells: every cell of the lanes says its
+    alignment inline, and the event of no thread is a labelled row of its own."""
+    for cx in cxs.values():
+        page = lanes_html(cx)
+        cells = re.findall(r"<t[dh]\b[^>]*>", page)
+        assert len(cells) > len(cx)
+        for cell in cells:
+            assert re.search(r'style="[^"]*text-align:(left|right)', cell), cell
+        lane_cells = re.findall(r"<td\b[^>]*>", page)
+        assert sum("text-align:left" in c for c in lane_cells) == sum("text-align:right" not in c for c in lane_cells)
+        atomic = [ev for ev in cx if not ev.get("thread")]
+        assert page.count('colspan="') == len(atomic) and page.count("no thread:") == len(atomic)
+
+
+def _gup_fast_race():
+    """The counterexample of the issue: snp, private-first, 1 page, 2 threads, no re-check.
+    Its event 12 begins a second set_attributes that takes no step before the end."""
+    x = explore(Config(platform="snp", proposal="private-first", gup_fast_no_recheck=True),
+                Bounds(pages=1, interleave=2))
+    return x.counterexample("private_not_pinned")
+
+
+def test_calls_begun_and_never_run_are_left_out_of_the_lanes():
+    from gmemlab.render import races as R
+    from gmemlab.traces.format import loads
+    from gmemlab.traces.replay import config_for, replay
+    from gmemlab.render.views import trace_text
+    cx = _gup_fast_race()
+    assert unrun(cx) == [12] and cx[11]["op"] == "set_attributes" and cx[11]["thread"] == "vmm"
+    assert not any(ev.get("thread") == "vmm" and ev["op"] == "run" for ev in cx[12:])
+    text = lanes_text(cx)
+    numbered = [int(m.group(1)) for m in re.finditer(r"^(\d+) ", text, re.M)]
+    assert numbered == [n for n in range(1, len(cx) + 1) if n != 12]
+    assert text.count("set_attributes(") == 2      # the one that runs, and the note's
+    note = " ".join(text.split("\n")[-4:])
+    assert "Left out: vmm's set_attributes(0x0, 0x1000, private) (row 12)" in note
+    assert "begun, never run: no step of it comes before the counterexample ends" in note
+    page = lanes_html(cx)
+    assert page.count('class="gml-unrun"') == 1 and page.count(">12</td>") == 0
+    # the overlaps run from each call's first step; the unrun call is in none of them
+    assert R.overlap_text(cx) == ("vmm's set_attributes(0x0, 0x1000, private) (steps 6-11) overlaps "
+                                  "io's gup_fast(0x0, 0x1000) (steps 8-14).")
+    # the counterexample itself is unchanged: it still replays, and breaks the invariant
+    header, events = loads(trace_text(Config(platform="snp"), cx, "the gup_fast_no_recheck race"))
+    assert len(events) == len(cx)
+    rep = replay(config_for(header, "private-first", gup_fast_no_recheck=True), events)
+    assert rep.conforms and "private_not_pinned" in {v["invariant"] for v in rep.violations}
+
+
+def test_no_note_when_every_call_runs(cxs):
+    for cx in cxs.values():
+        if not unrun(cx):
+            assert "Left out" not in lanes_text(cx) and "gml-unrun" not in lanes_html(cx)
+
+
 def test_atomic_steps_unchanged():
     evs = [{"op": "create_gmem", "size": 4096, "flags": ("MMAP",), "expect": {"ret": 0}},
            {"op": "pin", "offset": 0, "size": 4096, "expect": {"ret": 0}}]
@@ -149,3 +209,24 @@ def test_races_refuse_bad_input():
         R.explore_races(["private-first"], ["snp"], knobs=["huge_folios"])
     with pytest.raises(UsageError):
         R.explore_races(["private-first"], ["snp"], threads=4)
+
+
+def test_races_headline_one_page_note_and_assumptions():
+    """07's summary line is derived from its runs; at one page the populate_holds_lock column
+    repeats "none", and the matrix says so; the assumptions come from model.assumptions."""
+    from gmemlab.model.assumptions import ASSUMPTIONS
+    from gmemlab.render import races as R
+    r = R.explore_races(["private-first"], ["snp"], knobs=["gup_fast_no_recheck", "populate_holds_lock"])
+    runs = {s: r.runs[("snp", "private-first", s)] for s in ("none", "populate_holds_lock")}
+    assert runs["none"].broken.keys() == runs["populate_holds_lock"].broken.keys()
+    assert runs["none"].states == runs["populate_holds_lock"].states
+    said = R.headline(r)
+    assert said.startswith("With no race knob on, no interleaving breaks an invariant the atomic calls keep")
+    assert "gup_fast_no_recheck breaks private_not_pinned" in said and "populate_holds_lock breaks nothing" in said
+    assert R.race_summary(r).startswith(R.wrap(said, ""))
+    note = R.one_page_note(r)
+    assert "necessarily the same" in note and "the runs agree" in note
+    assert 'class="gml-one-page"' in R.matrix_html(r)
+    page = R.assumptions_html()
+    for name in ("A-speculative-ref", "A-guest-fault-waits"):
+        assert name in page and R.esc(ASSUMPTIONS[name]) in page

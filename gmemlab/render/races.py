@@ -41,6 +41,10 @@ WHY = {
 }
 
 
+# The assumptions the interleavings rest on (gmemlab.model.threads cites them).
+ASSUMED = ("A-speculative-ref", "A-guest-fault-waits")
+
+
 @dataclass
 class Run:
     """One exploration: a proposal on a platform with one knob setting."""
@@ -117,7 +121,11 @@ def explore_races(proposals, platforms, series: str = "v8", pages: int = 1, thre
 
 
 def _spans(events: list) -> list[tuple[str, dict, int, int | None]]:
-    """Each threaded call: (thread, its event, the step it began, the step it ended or None)."""
+    """Each threaded call that runs: (thread, its event, its first step after the begin,
+    the step it ended or None), in the order of their first steps. A call begun and
+    never run is none of them (render.thread_lanes.unrun: its begin only records it,
+    and the lanes leave it out); a call is in flight from its first step, not from its
+    begin, which the search takes early (Spec.ample)."""
     calls, open_ = [], {}
     for n, ev in enumerate(events, 1):
         t = ev.get("thread")
@@ -125,21 +133,30 @@ def _spans(events: list) -> list[tuple[str, dict, int, int | None]]:
             continue
         exp = ev.get("expect", {})
         if ev["op"] != "run":
-            open_[t] = len(calls)
-            calls.append((t, ev, n, None))
-        elif t in open_ and not (exp.get("pending") or exp.get("blocked")):
-            k = open_.pop(t)
-            calls[k] = calls[k][:3] + (n,)
-    return calls
+            if exp.get("pending"):
+                open_[t] = [t, ev, None, None]
+            continue
+        if t not in open_:
+            continue
+        call = open_[t]
+        if call[2] is None:
+            call[2] = n
+            calls.append(call)
+        if not (exp.get("pending") or exp.get("blocked")):
+            call[3] = n
+            del open_[t]
+    return [tuple(c) for c in calls]
 
 
 def overlap_text(events: list) -> str:
     """What the steps show: each call that another thread's calls ran inside of, with
-    those calls (steps first-last; "on": still in flight when the counterexample ends)."""
+    those calls (steps first-last, from the call's first step after its begin; "on":
+    still in flight when the counterexample ends). Calls begun and never run are left
+    out, as in the lanes."""
     spans = _spans(events)
 
     def when(c):
-        return f"steps {c[2]}-{c[3] if c[3] else 'on'}"
+        return f"step {c[2]}" if c[2] == c[3] else f"steps {c[2]}-{c[3] if c[3] else 'on'}"
 
     parts = []
     for i, a in enumerate(spans):
@@ -177,7 +194,8 @@ _STYLE = {"holds": "", "atomic": "background:#eee;color:#555", "race": "backgrou
 
 def matrix_html(races: Races) -> str:
     """Rows: states and every invariant some run breaks; columns: per platform x proposal,
-    the knob settings. A cell: holds, or BROKEN n (n steps in the shortest counterexample)."""
+    the knob settings. A cell: holds, or BROKEN n (n steps in the shortest counterexample).
+    Under it, at one page, the note of one_page_note."""
     sets = ["atomic"] + races.settings()
     cells = races.cells()
     head1 = "<th></th>" + "".join(f'<th colspan="{len(sets)}" style="border-left:2px solid #888">'
@@ -207,8 +225,10 @@ def matrix_html(races: Races) -> str:
               "with that knob on); grey: the atomic model breaks it too. Every invariant not "
               "listed holds in every column. Knobs: "
               + "; ".join(f"{_LABEL[k]} = {k}" for k in races.knobs) + ".")
+    note = one_page_note(races)
+    note = f'<p class="gml-one-page" style="font-size:90%"><i>{esc(note)}</i></p>' if note else ""
     return ('<div class="gml-races"><table style="border-collapse:collapse;font-size:90%">'
-            + "".join(rows) + f'</table><div style="font-size:85%;color:#555">{esc(legend)}</div></div>')
+            + "".join(rows) + f'</table><div style="font-size:85%;color:#555">{esc(legend)}</div>{note}</div>')
 
 
 def counterexamples_html(races: Races) -> str:
@@ -244,9 +264,57 @@ def race_data(races: Races) -> dict:
             "knobs": list(races.knobs), "runs": out}
 
 
+def assumptions_html() -> str:
+    """The assumptions of the interleavings (ASSUMED), in the words of
+    gmemlab.model.assumptions."""
+    from gmemlab.model.assumptions import ASSUMPTIONS
+    from gmemlab.render.html import sources_html
+    return sources_html([(a, ASSUMPTIONS[a]) for a in ASSUMED], "Assumptions of the interleavings")
+
+
+def one_page_note(races: Races) -> str:
+    """At one page populate_holds_lock changes nothing (WHY): a note saying that its
+    column repeats "none", with what the runs found; "" otherwise."""
+    if races.pages != 1 or "populate_holds_lock" not in races.knobs:
+        return ""
+    same = all(races.runs[(plat, prop, "populate_holds_lock")].broken.keys()
+               == races.runs[(plat, prop, NONE)].broken.keys()
+               and races.runs[(plat, prop, "populate_holds_lock")].states == races.runs[(plat, prop, NONE)].states
+               for plat, prop in races.cells())
+    return (f'At 1 page the "{_LABEL["populate_holds_lock"]}" column (populate_holds_lock) is necessarily '
+            f'the same as "{_LABEL[NONE]}": a populate of one page takes the lock once, so there is no '
+            f"'between pages' for the knob to hold it across; "
+            + ("the runs agree (same states, same invariants broken)." if same else
+               "yet the runs differ here (states or invariants): see the matrix.")
+            + " Set race_pages = 2 to tell them apart (minutes a run).")
+
+
+def headline(races: Races) -> str:
+    """The result in one or two sentences: what the interleavings break with no knob
+    on, and what each knob brings in (invariants the atomic calls break too are none
+    of it)."""
+    cells = races.cells()
+    plain = [(plat, prop, inv) for plat, prop in cells for inv in races.runs[(plat, prop, NONE)].broken
+             if races.kind(plat, prop, NONE, inv) == "race"]
+    where = f"{races.threads} thread(s), {races.pages} page(s), {len(cells)} proposal x platform pair(s)"
+    if plain:
+        first = ("With no race knob on, interleavings break invariants the atomic calls keep ("
+                 f"{where}): " + ", ".join(f"{inv} ({prop} on {plat})" for plat, prop, inv in plain) + ".")
+    else:
+        first = (f"With no race knob on, no interleaving breaks an invariant the atomic calls keep ({where}).")
+    per_knob = []
+    for k in races.knobs:
+        invs = [inv for inv in races.invariants()
+                if any(races.kind(plat, prop, k, inv) == "knob" for plat, prop in cells)]
+        per_knob.append(f"{k} breaks {', '.join(invs) if invs else 'nothing'}")
+    return first + (" With a knob on: " + "; ".join(per_knob) + "." if per_knob else "")
+
+
 def race_summary(races: Races) -> str:
-    """The races in a few lines of text (72 columns)."""
-    lines = [f"series {races.series}, {races.pages} page(s), {races.threads} threads:"]
+    """The races in a few lines of text (72 columns): the headline, then per proposal
+    and platform."""
+    lines = [wrap(headline(races), ""), "",
+             f"series {races.series}, {races.pages} page(s), {races.threads} threads:"]
     for plat, prop in races.cells():
         found = [(s, inv) for s in races.settings() for inv in races.runs[(plat, prop, s)].broken
                  if races.kind(plat, prop, s, inv) != "atomic"]

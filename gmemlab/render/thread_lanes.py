@@ -16,6 +16,12 @@ thread (create_gmem, the atomic setup) spans the row. The cells:
   for the invalidate lock another thread holds and changed nothing);
 - the step that ends it: ``-> outcome`` (render.text.outcome_text).
 
+A call begun that no step of its own follows in the counterexample is left out (unrun):
+the partial-order reduction begins an idle thread's call first (Spec.ample), so the
+shortest counterexample may begin a call that plays no part in it. The counterexample
+itself keeps it (it replays as it is); the rows keep their numbers in it, and a note
+under the lanes says which were left out and why.
+
 The text form is ASCII and at most ``width`` columns (render.text: mailing-list
 replies); a cell that does not fit its column wraps inside it. The HTML form is one
 self-contained table (no external assets), every text escaped.
@@ -65,19 +71,37 @@ class Row(NamedTuple):
     text: str            # the cell's text
 
 
+def unrun(events: list) -> list[int]:
+    """The 1-based numbers of the calls begun that no step of their own follows (a begin
+    answered pending with no later run of its thread): the lanes leave them out."""
+    out = []
+    for n, ev in enumerate(events, 1):
+        t = ev.get("thread")
+        if t is None or ev["op"] == "run" or not ev.get("expect", {}).get("pending"):
+            continue
+        if not any(later.get("thread") == t and later["op"] == "run" for later in events[n:]):
+            out.append(n)
+    return out
+
+
 def rows(events: list) -> list[Row]:
-    """The cells of the lanes, one per event in order (both forms draw these).
+    """The cells of the lanes, one per event in order (both forms draw these), but for
+    the calls begun and never run (unrun).
 
     A run's step number counts the runs of its thread since its call began, leaving
     out the blocked ones (a blocked step changes nothing: gmemlab.model.threads)."""
     from gmemlab.render.text import call_text, outcome_text
     out, steps = [], {}
+    skip = set(unrun(events))
     for n, ev in enumerate(events, 1):
         thread, expect = ev.get("thread"), ev.get("expect", {})
+        if n in skip:
+            continue
         if thread is None:
             out.append(Row(n, None, "atomic", f"{call_text(ev)} = {outcome_text(expect)}"))
         elif ev["op"] != "run":
-            steps[thread] = 0
+            if expect.get("pending"):
+                steps[thread] = 0
             # A begin is pending; any other answer (busy) is said.
             tail = "" if expect.get("pending") or not expect else f" = {_answer(expect)}"
             out.append(Row(n, thread, "call", call_text(ev) + tail))
@@ -94,6 +118,20 @@ def rows(events: list) -> list[Row]:
     return out
 
 
+def unrun_note(events: list) -> str:
+    """The note under the lanes on the calls they leave out (unrun); "" if none."""
+    from gmemlab.render.text import call_text
+    left = unrun(events)
+    if not left:
+        return ""
+    what = [f"{events[n - 1]['thread']}'s {call_text(events[n - 1])} (row {n})" for n in left]
+    listed = what[0] if len(what) == 1 else ", ".join(what[:-1]) + " and " + what[-1]
+    one = len(left) == 1
+    return (f"Left out: {listed}, {'a call' if one else f'{len(left)} calls'} begun, never run: "
+            f"no step of {'it' if one else 'theirs'} comes before the counterexample ends (the "
+            f"search begins an idle thread's call first).")
+
+
 def _answer(expect: dict) -> str:
     from gmemlab.render.text import outcome_text
     for k in ("busy", "idle", "blocked", "pending"):
@@ -103,8 +141,10 @@ def _answer(expect: dict) -> str:
 
 
 def threads_of(events: list) -> list[str]:
-    """The threads present, in THREADS order (a thread the model does not name last)."""
-    seen = {ev["thread"] for ev in events if ev.get("thread")}
+    """The threads the lanes draw, in THREADS order (a thread the model does not name
+    last): those of some event but a call never run (unrun)."""
+    skip = set(unrun(events))
+    seen = {ev["thread"] for n, ev in enumerate(events, 1) if ev.get("thread") and n not in skip}
     return [t for t in THREADS if t in seen] + sorted(seen - set(THREADS))
 
 
@@ -131,6 +171,9 @@ def lanes_text(events: list, width: int = 72) -> str:
             head = str(r.number).ljust(num_w) if j == 0 else " " * num_w
             out.append((head + " " * at + line).rstrip())
     out += ["", textwrap.fill(LEGEND.format(dot=".", arrow="->"), width=width, break_on_hyphens=False)]
+    note = unrun_note(events)
+    if note:
+        out.append(textwrap.fill(note, width=width, break_on_hyphens=False))
     return "\n".join(out)
 
 
@@ -140,39 +183,47 @@ def _wrap(text: str, width: int) -> list[str]:
                          break_on_hyphens=False) or [""]
 
 
+# Every cell says its alignment inline: a notebook's stylesheet (JupyterLab's, nbconvert's)
+# right-aligns table cells, which would push a cell against the next thread's column.
+_LEFT = "text-align:left;padding:1px 6px;border-left:1px solid #ddd"
 _CELL_STYLE = {
     "call": "font-weight:bold",
     "step": "color:#666",
     "blocked": "color:#8a5a00;background:#fff1b8",
     "end": "background:#e8f0fe",
 }
+# An event of no thread (the atomic create_gmem before the threads' calls) belongs to no
+# lane: a full-width grey row, labelled.
+_NO_THREAD = ("text-align:left;padding:1px 6px;font-style:italic;color:#555;background:#f4f4f4;"
+              "border-top:1px solid #ddd;border-bottom:1px solid #ddd")
 
 
 def lanes_html(events: list) -> str:
     """The lanes as an HTML table, one column per thread (see the module doc)."""
     lanes = threads_of(events)
     esc = html.escape
-    head = '<th style="padding:2px 6px">#</th>' + "".join(
+    head = '<th style="text-align:right;padding:2px 6px">#</th>' + "".join(
         f'<th style="text-align:left;padding:2px 6px;border-bottom:1px solid #888">{esc(t)}</th>'
         for t in lanes)
     body = []
     for r in rows(events):
         num = f'<td style="color:#888;text-align:right;padding:1px 6px">{r.number}</td>'
         if r.thread is None:
-            body.append(f"<tr>{num}<td colspan=\"{max(1, len(lanes))}\" style=\"padding:1px 6px\">"
-                        f"<code>{esc(r.text)}</code></td></tr>")
+            body.append(f"<tr>{num}<td colspan=\"{max(1, len(lanes))}\" style=\"{_NO_THREAD}\">"
+                        f'<span style="font-size:85%">no thread:</span> <code>{esc(r.text)}</code></td></tr>')
             continue
         mark = {"step": "&middot; ", "blocked": "&middot; ", "end": "&rarr; "}.get(r.kind, "")
         tds = []
         for t in lanes:
             if t != r.thread:
-                tds.append('<td style="border-left:1px solid #ddd"></td>')
+                tds.append(f'<td style="{_LEFT}"></td>')
                 continue
             style = _CELL_STYLE.get(r.kind, "")
-            tds.append(f'<td style="border-left:1px solid #ddd;padding:1px 6px;{style}">'
-                       f"{mark}<code>{esc(r.text)}</code></td>")
+            tds.append(f'<td style="{_LEFT};{style}">{mark}<code>{esc(r.text)}</code></td>')
         body.append(f"<tr>{num}{''.join(tds)}</tr>")
     legend = esc(LEGEND.format(dot="\u00b7", arrow="\u2192"))
+    note = unrun_note(events)
+    note = f'<div class="gml-unrun" style="font-size:85%;color:#555">{esc(note)}</div>' if note else ""
     return ('<div class="gml-thread-lanes"><table style="border-collapse:collapse;font-size:90%">'
             f"<tr>{head}</tr>{''.join(body)}</table>"
-            f'<div style="font-size:85%;color:#555">{legend}</div></div>')
+            f'<div style="font-size:85%;color:#555">{legend}</div>{note}</div>')

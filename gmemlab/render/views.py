@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from gmemlab.errors import InputError
 from gmemlab.explore import Bounds, Exploration, explore
 from gmemlab.explore.compare import Comparison, compare
-from gmemlab.invariants import ALWAYS, PROPERTIES
+from gmemlab.invariants import ALWAYS, PROPERTIES, VMM_RECOVERS
 from gmemlab.model.state import TE_NAMES, Config
 from gmemlab.model import vocab
 from gmemlab.model.vocab import KNOBS, PROPOSALS, SERIES, proposal_names
@@ -268,12 +268,32 @@ def matrix_data(table: Comparison) -> dict:
 
 
 def matrix_summary(table: Comparison, focus: str | None = None, against: str | None = None) -> str:
-    """A few lines of text: what each proposal breaks, and what differs between two."""
-    from gmemlab.render.text import wrap
-    broken = {c.proposal: [p.name for p in ALWAYS if not c.exploration.holds(p.name)] for c in table.columns}
-    lines = []
-    for name, names in broken.items():
-        lines.append(wrap(f"{name}: " + (f"breaks {', '.join(names)}" if names else "breaks nothing"), ""))
+    """A few lines of text, from the matrix's own data: per proposal, the safety
+    invariants it breaks (ALWAYS) and whether the reference VMM recovers (vmm_recovers:
+    where it gives up, and how many failing outcomes it cannot attribute); then what
+    differs between two proposals, vmm_recovers included.
+
+    >>> t = comparison("snp", "v8", 1)
+    >>> print(matrix_summary(t, "populate-converts", "private-first"))  # doctest: +NORMALIZE_WHITESPACE
+    private-first: breaks no safety invariant; the reference VMM recovers from every failure.
+    populate-converts: breaks no safety invariant; the reference VMM cannot recover (vmm_recovers: gives up on populate EIO; failures it cannot attribute: 1).
+    userspace-converts: breaks te_private_implies_kvm_private, host_never_touches_te_private, populate_targets_private; the reference VMM recovers from every failure.
+    populate-converts against private-first: breaks 1 invariant(s) that private-first keeps (vmm_recovers), keeps 0 that it breaks.
+    """
+    from gmemlab.render.text import GUESSING_ROW, wrap
+    broken, lines = {}, []
+    for c in table.columns:
+        safety = [p.name for p in ALWAYS if not c.exploration.holds(p.name)]
+        text = f"breaks {', '.join(safety)}" if safety else "breaks no safety invariant"
+        r = c.recovery
+        broken[c.proposal] = safety + ([VMM_RECOVERS.name] if r is not None and not r.holds else [])
+        if r is not None and r.holds:
+            text += "; the reference VMM recovers from every failure"
+        elif r is not None:
+            guessing = c.to_json()["guessing"]
+            text += (f"; the reference VMM cannot recover ({VMM_RECOVERS.name}: gives up on {r.gives_up_on}"
+                     + (f"; {GUESSING_ROW}: {len(guessing)}" if guessing else "") + ")")
+        lines.append(wrap(f"{c.proposal}: {text}.", ""))
     if focus and against and focus != against:
         only = [n for n in broken[focus] if n not in broken[against]]
         kept = [n for n in broken[against] if n not in broken[focus]]
@@ -344,14 +364,14 @@ def counterexamples_html(found: dict) -> str:
     parts = []
     for name, cxs in found.items():
         parts.append(f"<h3>{H.esc(name)}</h3>" + proposal_html(name))
-        parts += [cx.html() for cx in cxs] or ["<p>No invariant breaks at this size.</p>"]
+        parts += [cx.html() for cx in cxs] or ["<p>No safety invariant breaks at this size.</p>"]
     return "".join(parts)
 
 
 def counterexamples_text(found: dict) -> str:
     blocks = []
     for name, cxs in found.items():
-        blocks += [cx.text() for cx in cxs] or [f"{name}: no invariant breaks at this size\n"]
+        blocks += [cx.text() for cx in cxs] or [f"{name}: no safety invariant breaks at this size\n"]
     return "\n".join(blocks)
 
 
@@ -367,7 +387,7 @@ def counterexamples_summary(found: dict, platform: str, series: str, pages: int)
     from gmemlab.render.text import wrap
     lines = [f"{platform}, series {series}, {pages} page(s):"]
     for name, cxs in found.items():
-        what = ", ".join(f"{cx.invariant} ({len(cx.events)} calls)" for cx in cxs) or "nothing"
+        what = ", ".join(f"{cx.invariant} ({len(cx.events)} calls)" for cx in cxs) or "no safety invariant"
         lines.append(wrap(f"{name} breaks {what}", "  "))
     return "\n".join(lines)
 
