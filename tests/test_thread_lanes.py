@@ -68,7 +68,8 @@ def test_ending_run_shows_the_outcome(cxs):
         for r in ends:
             ev = cx[r.number - 1]
             assert ev["op"] == "run" and not ev["expect"].get("pending")
-            assert r.text == outcome_text(ev["expect"])
+            note = ev.get("note")
+            assert r.text == outcome_text(ev["expect"]) + (f" ({note})" if note else "")
         text = lanes_text(cx)
         last = cx[-1]
         if last["op"] == "run" and not last["expect"].get("pending") and not last["expect"].get("blocked"):
@@ -86,7 +87,7 @@ def test_steps_count_per_call(cxs):
                 since[t] = 0
             elif r.kind == "step" and r.text.startswith("step "):
                 since[t] += 1
-                assert r.text == f"step {since[t]}"
+                assert r.text.split(":")[0] == f"step {since[t]}"
 
 
 @pytest.mark.parametrize("width", [72, 60, 48])
@@ -230,3 +231,35 @@ def test_races_headline_one_page_note_and_assumptions():
     page = R.assumptions_html()
     for name in ("A-speculative-ref", "A-guest-fault-waits"):
         assert name in page and R.esc(ASSUMPTIONS[name]) in page
+
+
+def test_the_explorer_names_each_step_from_the_model(cxs):
+    """Every run that takes a step of a call carries in its note what the kernel does
+    there (threads.step_name): a plan's phase, populate's page, GUP-fast's look; the
+    lanes show it; and a knob that changes a step changes its name."""
+    from gmemlab.model import threads
+    named = 0
+    for cx in cxs.values():
+        for r in rows(cx):
+            ev = cx[r.number - 1]
+            if r.kind == "step" and ev["op"] == "run":   # a step of a call of several
+                assert ev.get("note"), (r, ev)
+                assert ev["note"] in r.text
+                named += 1
+            elif r.kind == "end" and ev.get("note"):
+                assert ev["note"] in r.text
+    assert named
+    notes = {ev.get("note") for cx in cxs.values() for ev in cx}
+    assert {"unmap", "reference check", threads.GUP_FAST_STEPS[0]} <= notes, notes
+
+
+def test_a_step_name_follows_the_knob():
+    from gmemlab.explore import Bounds, explore
+    from gmemlab.model.state import Config
+    names = {}
+    for knob in (False, True):
+        x = explore(Config(platform="sw_protected", gup_fast_no_recheck=knob), Bounds(pages=1, interleave=2))
+        cx = x.counterexample("private_not_pinned")
+        names[knob] = {ev.get("note") for ev in cx or ()}
+    assert "keep the reference (no second look)" in names[True]
+    assert "keep the reference (no second look)" not in names[False]

@@ -211,7 +211,7 @@ class Exploration:
                 order = canonical(w.state)[1] if self.symmetry else tuple(range(n))
                 yield map_event(ev, order, ps, n)
         w = walk(self.config, concrete(), engine="pages")
-        return trace_of(w)
+        return trace_of(w, self.config)
 
     def counterexample(self, name: str) -> list | None:
         if name == "no_stuck_state":

@@ -164,16 +164,21 @@ def create_gmem(cfg: Config, s: VmState, ev: dict) -> Result:
 # page" exists once, here: reordering the phases reaches every engine.
 
 
+# Each phase has a name for a reader: what the kernel does there (an interleaved call
+# runs one phase a step, and its steps are drawn under these names: threads.step_name).
 class Skip(NamedTuple):
     pred: Callable[[Page], bool]
+    name: str = ""
 
 
 class Stop(NamedTuple):
     check: Callable[[Page], str | None]
+    name: str = ""
 
 
 class Each(NamedTuple):
     update: Callable[[Page], tuple[Page, frozenset]]
+    name: str = ""
 
 
 class Plan(NamedTuple):
@@ -253,20 +258,21 @@ def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         if not platform.supports_mode(mode, to_private, s.finalized):
             return Result(s, ret("EOPNOTSUPP", error_offset=offset))
     # If the whole range already has the attribute: 0, nothing done.
-    phases: list = [Skip(lambda p: p.private == to_private)]
+    phases: list = [Skip(lambda p: p.private == to_private, f"all {ev['attributes']} already?")]
     if ev.get(FAIL) == "ENOMEM":
         # The tracking entries could not be allocated: ENOMEM with error_offset = start,
         # before anything is unmapped or converted (docs/domain.md, uAPI facts). Nothing in
         # the state says when an allocation fails: the event does (see FAIL).
-        phases.append(Stop(lambda p: "ENOMEM"))
+        phases.append(Stop(lambda p: "ENOMEM", "tracking entries: ENOMEM"))
     if to_private:
         # Unmap the range from every host page table first: this happens even when the
         # call then fails (selftest elevated_refcount; docs/domain.md). Then the first page
         # with unexpected references fails the call with EAGAIN, no attribute changed.
-        check = Stop(_busy_mapped if series.busy_if_mapped else _busy)
+        check = Stop(_busy_mapped if series.busy_if_mapped else _busy, "reference check")
         # Knob check_before_unmap: the design question of the other order (a check that
         # fails then leaves the host's mappings as they were).
-        phases += [check, Each(_unmap)] if cfg.check_before_unmap else [Each(_unmap), check]
+        unmap = Each(_unmap, "unmap")
+        phases += [check, unmap] if cfg.check_before_unmap else [unmap, check]
     scramble = series.content_modes and mode is None and not platform.has_te
     # Which pages of a range to shared lose their private stage-2 mappings (Series.
     # invalidate_scope): v13 invalidates the whole range with KVM_FILTER_PRIVATE and runs
@@ -304,7 +310,7 @@ def set_attributes_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
             # modes), so userspace now expects what is there (ghost variable "loaded").
             page = page._replace(loaded=page.content)
         return page, effects
-    phases.append(Each(convert))
+    phases.append(Each(convert, "attribute update" if to_private else "attribute update, invalidate"))
     return Plan(span, tuple(phases), ret(0))
 
 
@@ -476,7 +482,7 @@ def punch_hole_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
         released = release(page) if page.allocated else page
         freed, _ = _free_folio(page)
         return freed, (frozenset({FREED_TE_OWNED}) if released.te != TE_NONE else NO_EFFECTS)
-    return Plan(range(first, max(first, last)), (Each(free),), ret(0))
+    return Plan(range(first, max(first, last)), (Each(free, "invalidate, free"),), ret(0))
 
 
 def _keep(page: Page) -> Page:
@@ -688,7 +694,7 @@ def lru_drain_plan(cfg: Config, s: VmState, ev: dict) -> Result | Plan:
     someone calls lru_add_drain_all (mm/swap.c). Every batch reference goes (Page.lru).
     No call of the VMM does it: an event of the kernel, as another process's pin is one
     of the environment; a recorded trace has none. Always {"ok": true}."""
-    return Plan(range(len(s.pages)), (Skip(lambda p: not p.lru), Each(_drained)), OK)
+    return Plan(range(len(s.pages)), (Skip(lambda p: not p.lru, "batches empty?"), Each(_drained, "drain")), OK)
 
 
 def _drained(page: Page) -> tuple[Page, frozenset]:

@@ -206,6 +206,45 @@ def _gup_fast(cfg: Config, s: VmState, call: Call) -> M.Result:
     return _end(s, thread, M.step(cfg, s, ev.replace(op="pin")), False)
 
 
+# What each step of GUP-fast does, by the call's k (_gup_fast).
+GUP_FAST_STEPS = ("read the PTE", "take the reference", "read the PTE again", "slow path: fault, pin")
+
+
+def step_name(cfg: Config, s: VmState, thread: str) -> str:
+    """What thread's next step does, for a reader (the lanes of a counterexample): the
+    branch _advance takes for its call in s, named: a planned call's checks and lock,
+    then its plan's phase names (step.Skip/Stop/Each); populate's checks, lock and
+    pages; GUP-fast's look, reference and second look. "" for a thread with no call in
+    flight and for a call of one step."""
+    call = _calls(s).get(thread)
+    if call is None:
+        return ""
+    ev, op = call.event, call.event["op"]
+    if op in PLANNED and M.plan_of(cfg, op) is not None:
+        if call.k == 0:
+            return "checks, take the lock"
+        plan = M.plan_of(cfg, op)(cfg, s, ev)
+        return "checks" if isinstance(plan, M.Result) else plan.phases[call.k - 1].name
+    if op == "populate" and M.builtin(cfg, "populate"):
+        if call.k == 0:
+            return "checks"
+        if not call.locked:
+            return "take the lock"
+        page = ev["offset"] // cfg.page_size + call.done
+        last = call.done + 1 == ev["size"] // cfg.page_size
+        keeps = cfg.populate_holds_lock and not last
+        return f"page {page}" + ("" if keeps else ", drop the lock")
+    if op == "gup_fast":
+        one_page = (ev["size"] == cfg.page_size and ev["offset"] // cfg.page_size < len(s.pages)
+                    and "MMAP" in s.gmem_flags)
+        if not one_page:
+            return GUP_FAST_STEPS[3]
+        if call.k == 2 and cfg.gup_fast_no_recheck:
+            return "keep the reference (no second look)"
+        return GUP_FAST_STEPS[call.k]
+    return ""
+
+
 def speculative_refs(cfg: Config, s: VmState) -> dict:
     """page index -> references GUP-fast calls hold between taking them and reading the
     page table again (k 2 of _gup_fast): assumption A-speculative-ref

@@ -12,9 +12,11 @@ in its thread's column (THREADS order, only the threads present). An event witho
 thread (create_gmem, the atomic setup) spans the row. The cells:
 
 - a call begun: the call in the form of the flat step list (render.text.call_text);
-- a step of it: ``. step k`` (its k-th step since it began), ``. blocked`` (it waited
-  for the invalidate lock another thread holds and changed nothing);
-- the step that ends it: ``-> outcome`` (render.text.outcome_text).
+- a step of it: ``. step k`` (its k-th step since it began), followed by what the
+  kernel does in it where the event's "note" says (the explorer's counterexamples do:
+  gmemlab.model.threads.step_name), ``. blocked`` (it waited for the invalidate lock
+  another thread holds and changed nothing);
+- the step that ends it: ``-> outcome`` (render.text.outcome_text), and its note.
 
 A call begun that no step of its own follows in the counterexample is left out (unrun):
 the partial-order reduction begins an idle thread's call first (Spec.ample), so the
@@ -58,7 +60,8 @@ from typing import NamedTuple
 from gmemlab.spec import THREADS
 
 GAP = 2
-LEGEND = ("{dot} step k: the call's k-th step; {dot} blocked: it waited for the lock another "
+LEGEND = ("{dot} step k: the call's k-th step, and what the kernel does in it where the trace says "
+          "(its note); {dot} blocked: it waited for the lock another "
           "thread holds; {arrow} the step that ends the call, its outcome.")
 
 
@@ -109,12 +112,14 @@ def rows(events: list) -> list[Row]:
             out.append(Row(n, thread, "blocked", "blocked"))
         elif expect.get("pending"):
             steps[thread] = steps.get(thread, 0) + 1
-            out.append(Row(n, thread, "step", f"step {steps[thread]}"))
+            note = ev.get("note")
+            out.append(Row(n, thread, "step", f"step {steps[thread]}" + (f": {note}" if note else "")))
         elif expect.get("idle") or expect.get("busy"):
             out.append(Row(n, thread, "step", _answer(expect)))
         else:
             steps.pop(thread, None)
-            out.append(Row(n, thread, "end", outcome_text(expect)))
+            note = ev.get("note")
+            out.append(Row(n, thread, "end", outcome_text(expect) + (f" ({note})" if note else "")))
     return out
 
 

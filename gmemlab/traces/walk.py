@@ -48,6 +48,7 @@ from gmemlab.invariants import ALWAYS, Transition
 from gmemlab.model.events import Event, event
 from gmemlab.model.state import Config, VmState
 from gmemlab.model.step import FAIL, step
+from gmemlab.model.threads import step_name
 from gmemlab.traces.ranges import _MEMO_MAX, RangeEngine, RunState
 
 # The fields of "expect" a prediction is checked on.
@@ -244,11 +245,21 @@ def walk(cfg: Config, events: Iterable[Mapping], initial: VmState | None = None,
     return Walk(cfg, events, initial, engine=engine, noteworthy=noteworthy)
 
 
-def trace_of(steps: Iterable[Step]) -> list[Event]:
+def trace_of(steps: Iterable[Step], cfg: Config | None = None) -> list[Event]:
     """The walked events as a trace of the model's own run: each with "expect" set to the
     model's outcome and "fail" dropped (an "expect" of ENOMEM says it, see
-    with_observed_failure)."""
-    return [st.event.without(FAIL).replace(expect=st.outcome) for st in steps]
+    with_observed_failure). Given the config the steps were walked under (on the page
+    path: Step.pre a whole VmState), a thread's run says in its "note" what the step
+    did (gmemlab.model.threads.step_name), for the reader of the trace and its lanes."""
+    out = []
+    for st in steps:
+        ev = st.event.without(FAIL).replace(expect=st.outcome)
+        if cfg is not None and ev["op"] == "run" and ev.get("thread"):
+            name = step_name(cfg, st.pre, ev["thread"])
+            if name:
+                ev = ev.replace(note=name)
+        out.append(ev)
+    return out
 
 
 def walk_events(cfg: Config, events: Iterable[Mapping], initial: VmState | None = None) -> list[Event]:
@@ -260,6 +271,6 @@ def walk_events(cfg: Config, events: Iterable[Mapping], initial: VmState | None 
     generator that reads ``Walk.state``::
 
         w = walk(cfg, concrete(), engine="pages")   # concrete() reads w.state
-        out = trace_of(w)
+        out = trace_of(w, cfg)
     """
-    return trace_of(walk(cfg, events, initial, engine="pages"))
+    return trace_of(walk(cfg, events, initial, engine="pages"), cfg)
