@@ -33,8 +33,8 @@
 # none of them and with each one on, and with atomic calls: what the atomic model
 # breaks as well is no race. Each race found is drawn as lanes, one column per thread.
 #
-# Two assumptions of the model decide what the interleavings can break (their text from
-# gmemlab/model/assumptions.py is shown below the parameters): A-speculative-ref (the
+# Two assumptions of the model decide what the interleavings can break (their text, as
+# the model's list of assumptions has it, is shown below the parameters): A-speculative-ref (the
 # reference GUP-fast holds before it re-reads the page table is no pin) and
 # A-guest-fault-waits (a guest access waits while another thread holds the invalidate
 # lock exclusively).

@@ -268,15 +268,15 @@ def matrix_data(table: Comparison) -> dict:
 
 
 def matrix_summary(table: Comparison, focus: str | None = None, against: str | None = None) -> str:
-    """A few lines of text, from the matrix's own data: per proposal, the safety
-    invariants it breaks (ALWAYS) and whether the reference VMM recovers (vmm_recovers:
+    """A few lines of text, from the matrix's own data: per proposal, the
+    invariants explore checks that it breaks (ALWAYS) and whether the reference VMM recovers (vmm_recovers:
     where it gives up, and how many failing outcomes it cannot attribute); then what
     differs between two proposals, vmm_recovers included.
 
     >>> t = comparison("snp", "v8", 1)
     >>> print(matrix_summary(t, "populate-converts", "private-first"))  # doctest: +NORMALIZE_WHITESPACE
-    private-first: breaks no safety invariant; the reference VMM recovers from every failure.
-    populate-converts: breaks no safety invariant; the reference VMM cannot recover (vmm_recovers: gives up on populate EIO; failures it cannot attribute: 1).
+    private-first: keeps every invariant explore checks; the reference VMM recovers from every failure.
+    populate-converts: keeps every invariant explore checks; the reference VMM cannot recover (vmm_recovers: gives up on populate EIO; failures it cannot attribute: 1).
     userspace-converts: breaks te_private_implies_kvm_private, host_never_touches_te_private, populate_targets_private; the reference VMM recovers from every failure.
     populate-converts against private-first: breaks 1 invariant(s) that private-first keeps (vmm_recovers), keeps 0 that it breaks.
     """
@@ -284,7 +284,7 @@ def matrix_summary(table: Comparison, focus: str | None = None, against: str | N
     broken, lines = {}, []
     for c in table.columns:
         safety = [p.name for p in ALWAYS if not c.exploration.holds(p.name)]
-        text = f"breaks {', '.join(safety)}" if safety else "breaks no safety invariant"
+        text = f"breaks {', '.join(safety)}" if safety else "keeps every invariant explore checks"
         r = c.recovery
         broken[c.proposal] = safety + ([VMM_RECOVERS.name] if r is not None and not r.holds else [])
         if r is not None and r.holds:
@@ -364,14 +364,14 @@ def counterexamples_html(found: dict) -> str:
     parts = []
     for name, cxs in found.items():
         parts.append(f"<h3>{H.esc(name)}</h3>" + proposal_html(name))
-        parts += [cx.html() for cx in cxs] or ["<p>No safety invariant breaks at this size.</p>"]
+        parts += [cx.html() for cx in cxs] or ["<p>No invariant explore checks breaks at this size.</p>"]
     return "".join(parts)
 
 
 def counterexamples_text(found: dict) -> str:
     blocks = []
     for name, cxs in found.items():
-        blocks += [cx.text() for cx in cxs] or [f"{name}: no safety invariant breaks at this size\n"]
+        blocks += [cx.text() for cx in cxs] or [f"{name}: no invariant explore checks breaks at this size\n"]
     return "\n".join(blocks)
 
 
@@ -387,7 +387,7 @@ def counterexamples_summary(found: dict, platform: str, series: str, pages: int)
     from gmemlab.render.text import wrap
     lines = [f"{platform}, series {series}, {pages} page(s):"]
     for name, cxs in found.items():
-        what = ", ".join(f"{cx.invariant} ({len(cx.events)} calls)" for cx in cxs) or "no safety invariant"
+        what = ", ".join(f"{cx.invariant} ({len(cx.events)} calls)" for cx in cxs) or "no invariant explore checks"
         lines.append(wrap(f"{name} breaks {what}", "  "))
     return "\n".join(lines)
 
