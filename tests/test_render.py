@@ -280,3 +280,23 @@ def test_no_direct_map_knob_creates_such_files():
     t = views.comparison("snp", "v8", 1, ["no_direct_map_series"])
     row = views.matrix_data(t)["direct_map_absent_for_private"]
     assert "holds*" not in row.values()  # no longer vacuous: the explorer creates NO_DIRECT_MAP files
+
+
+def test_memory_map_lanes_colour_the_page_a_state_invariant_forbids():
+    """At the step where te_private_implies_kvm_private starts to fail, the page it is
+    about shows its attribute and TE cells in red (Lanes.offending: the invariant's own
+    predicate, page by page); no other step or page does."""
+    import re as _re
+    from gmemlab.explore import Bounds, explore
+    from gmemlab.model.state import Config
+    from gmemlab.render.lanes import _FORBIDDEN, compute, lanes_html
+    cfg = Config(proposal="userspace-converts", platform="snp")
+    cx = explore(cfg, Bounds(pages=2)).counterexample("te_private_implies_kvm_private")
+    lanes = compute(cfg, cx)
+    k = next(k for k in range(len(cx)) if "te_private_implies_kvm_private" in lanes.broken[k])
+    page = next(iter(lanes.offending(k)))
+    assert lanes.states[k].pages[page].te and not lanes.states[k].pages[page].private
+    assert all(not lanes.offending(j) for j in range(len(cx)) if not lanes.broken[j])
+    html = lanes_html(lanes)
+    red = [m.start() for m in _re.finditer(_re.escape(_FORBIDDEN), html)]
+    assert len(red) >= 2          # the attribute and the TE of that page, at that step

@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from gmemlab.model.state import TE_NAMES, Config, VmState, content_name
+from gmemlab.model.state import TE_NAMES, Config, Page, VmState, content_name
 from gmemlab.traces.walk import walk
 
 LANES = ("attribute", "TE", "host map", "pins", "contents")
@@ -58,6 +58,23 @@ class Lanes:
 
     def marks(self, k: int) -> list[str]:
         return list(self.broken[k]) + list(self.notes.get(k, ()))
+
+    def offending(self, k: int) -> set[int]:
+        """The pages that break a state invariant starting to fail at step k: the
+        invariant's own predicate (gmemlab.invariants) fails on the state with every
+        other page as a fresh one (Page()); a transition invariant names no page."""
+        from gmemlab.invariants import PROPERTIES
+        state, out = self.states[k], set()
+        for name in self.broken[k]:
+            prop = PROPERTIES.get(name)
+            if prop is None or prop.on_state is None:
+                continue
+            blank = (Page(),) * len(state.pages)
+            for i, page in enumerate(state.pages):
+                alone = state._replace(pages=blank[:i] + (page,) + blank[i + 1:])
+                if not prop.on_state(self.config, alone):
+                    out.add(i)
+        return out
 
     def number(self, k: int):
         """The number shown for step k (its step number, or its label)."""
@@ -143,14 +160,17 @@ _LANE_STYLE = {
 }
 
 
+_FORBIDDEN = "background:#f6c9c9"
+
+
 def _style(lane: str, text: str, state: VmState, page: int) -> str:
     style = _LANE_STYLE.get((lane, text), "")
     if lane in ("host map", "pins") and text not in ("", "-"):
         p = state.pages[page]
         # the host reaching a private or TE-held page is what the invariants forbid
-        style = "background:#f6c9c9" if (p.private or p.te) else "background:#dbe9ff"
+        style = _FORBIDDEN if (p.private or p.te) else "background:#dbe9ff"
     if lane == "contents" and text.startswith(("stale", "garbage")):
-        style = "background:#f6c9c9"
+        style = _FORBIDDEN
     return style
 
 
@@ -170,6 +190,7 @@ def lanes_html(lanes: Lanes, calls: list[str] | None = None) -> str:
         th.append(f'<th title="{html.escape(tip)}" style="{style};padding:2px 5px">{lanes.number(k)}'
                   f'<br><span style="font-weight:normal;font-size:80%">{op}</span></th>')
     rows = ["<tr>" + "".join(th) + "</tr>"]
+    offending = [lanes.offending(k) if lanes.broken[k] else set() for k in range(n)]
     for page in range(lanes.pages):
         for j, lane in enumerate(LANES):
             tds = []
@@ -181,7 +202,10 @@ def lanes_html(lanes: Lanes, calls: list[str] | None = None) -> str:
             for k in range(n):
                 text = cell(lanes.states[k], page, lane)
                 border = ";border-left:2px solid #b22222" if lanes.marks(k) else ""
-                tds.append(f'<td style="{_style(lane, text, lanes.states[k], page)}{border};'
+                # the page a state invariant forbids as it is, in red (Lanes.offending)
+                style = (_FORBIDDEN if lane in ("attribute", "TE") and page in offending[k]
+                         else _style(lane, text, lanes.states[k], page))
+                tds.append(f'<td style="{style}{border};'
                            f'text-align:center;padding:1px 5px">{html.escape(text)}</td>')
             top = ' style="border-top:2px solid #888"' if j == 0 else ""
             rows.append(f"<tr{top}>" + "".join(tds) + "</tr>")
