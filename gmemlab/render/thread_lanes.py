@@ -46,9 +46,10 @@ self-contained table (no external assets), every text escaped.
 6  -> 0
 7                               -> ok value=0
 <BLANKLINE>
-. step k: the call's k-th step; . blocked: it waited for the
-lock another thread holds; -> the step that ends the call,
-its outcome.
+. step k: the call's k-th step, and what the kernel does in
+it where the trace says (its note); . blocked: it waited for
+the lock another thread holds; -> the step that ends the
+call, its outcome.
 """
 
 from __future__ import annotations
